@@ -1,0 +1,5 @@
+"""Admin: read-only views of messages and calls; actions go through services and the outbox."""
+
+from .messages import MessageAdmin, ProviderCallAdmin
+
+__all__ = ["MessageAdmin", "ProviderCallAdmin"]

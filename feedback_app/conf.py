@@ -1,0 +1,103 @@
+"""The app's settings: one dict, ``settings.FEEDBACK_APP``, read through ``app_settings``.
+
+Every key and its default is listed in ``DEFAULTS``; docs/settings.md documents each one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.signals import setting_changed
+
+#: Backend used for a provider key when its entry names no ``BACKEND``.
+BUILTIN_BACKENDS: dict[str, str] = {
+    "locmem": "feedback_app.providers.locmem.LocmemProvider",
+    "twilio": "feedback_app.providers.twilio.TwilioProvider",
+    "aws_sms": "feedback_app.providers.aws_sms.AwsSmsProvider",
+    "chime": "feedback_app.providers.chime.ChimeProvider",
+}
+
+DEFAULTS: dict[str, Any] = {
+    # Secret for the keyed hash (HMAC-SHA256) of recipients. Required; keep it stable, since
+    # changing it makes old hashes unmatchable.
+    "HASH_KEY": None,
+    # Provider key -> {"BACKEND": dotted path, ...backend options}. Keys are the names used
+    # everywhere (settings, URLs, admin filters, reports).
+    "PROVIDERS": {},
+    # Seconds a message has to be confirmed before it expires. Looked up most specific first:
+    # "<provider>:<purpose>", "<provider>", "*:<purpose>", "*".
+    "FEEDBACK_WINDOWS": {"*": 3600},
+    # Region used to parse numbers written without "+<country code>"; None requires E.164.
+    "DEFAULT_REGION": None,
+    # Outbox delivery of provider calls: exponential backoff with full jitter.
+    "RETRY": {
+        "BASE_DELAY": 5,  # seconds before the first retry (upper bound of the jitter)
+        "MAX_DELAY": 600,  # cap on one wait
+        "MAX_AGE": 86400,  # after this many seconds since the call was written: gave_up
+        "MAX_ATTEMPTS": 25,  # and after this many attempts
+    },
+    # Seconds a worker holds a claimed call; after that the sweep may hand it to another worker.
+    # Must exceed the provider timeout and stay below django-q2's ``retry``.
+    "CLAIM_TIMEOUT": 90,
+    # Calls the sweep hands to the queue per run; a pending call is only swept once it has waited
+    # SWEEP_GRACE seconds, so the sweep does not double the task enqueued on commit.
+    "SWEEP_BATCH": 500,
+    "SWEEP_GRACE": 30,
+    # Messages moved to ``expired`` per statement batch.
+    "EXPIRE_BATCH": 5000,
+    # Minutes between runs of the django-q2 schedules created on migrate.
+    "SCHEDULES": {"sweep_outbox": 1, "expire_overdue": 1},
+    # Queue name passed to django-q2 (``None``: the cluster's default).
+    "QUEUE": None,
+}
+
+
+class AppSettings:
+    """Attribute access to FEEDBACK_APP merged over DEFAULTS, cached until settings change."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, Any] | None = None
+
+    @property
+    def user_settings(self) -> dict[str, Any]:
+        return getattr(settings, "FEEDBACK_APP", {}) or {}
+
+    def merged(self) -> dict[str, Any]:
+        if self._cache is None:
+            merged = dict(DEFAULTS)
+            user = self.user_settings
+            merged.update(user)
+            # Nested dicts merge one level deep so a project can override one retry knob.
+            for key in ("RETRY", "SCHEDULES"):
+                merged[key] = {**DEFAULTS[key], **user.get(key, {})}
+            self._cache = merged
+        return self._cache
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or name not in DEFAULTS:
+            raise AttributeError(name)
+        return self.merged()[name]
+
+    def reload(self) -> None:
+        self._cache = None
+
+
+app_settings = AppSettings()
+
+
+def _reload(*, setting: str, **kwargs: Any) -> None:
+    if setting == "FEEDBACK_APP":
+        app_settings.reload()
+
+
+setting_changed.connect(_reload)
+
+
+def feedback_window(provider: str, purpose: str) -> int:
+    """Seconds allowed for confirming a message of this provider and purpose."""
+    windows = app_settings.FEEDBACK_WINDOWS
+    for key in (f"{provider}:{purpose}", provider, f"*:{purpose}", "*"):
+        if key in windows:
+            return int(windows[key])
+    return int(DEFAULTS["FEEDBACK_WINDOWS"]["*"])

@@ -1,0 +1,133 @@
+"""Message, its append-only event history, and the outbox of calls to providers."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+
+from .states import CallState, Channel, Delivery, EventKind, Feedback, Operation, Source
+
+
+class Message(models.Model):
+    """One message sent through a provider. Never holds the body or the clear recipient."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    provider = models.CharField(_("provider"), max_length=32)
+    provider_message_id = models.CharField(_("provider message id"), max_length=128)
+    channel = models.CharField(
+        _("channel"), max_length=16, choices=Channel.choices, default=Channel.SMS
+    )
+    purpose = models.SlugField(_("purpose"), max_length=64, default="otp")
+    sender = models.CharField(_("sender"), max_length=256, blank=True, default="")
+    recipient_hash = models.CharField(_("recipient hash"), max_length=64, db_index=True)
+    recipient_masked = models.CharField(_("recipient"), max_length=64)
+    country = models.CharField(_("country"), max_length=2, blank=True, default="")
+    delivery_status = models.CharField(
+        _("delivery status"), max_length=16, choices=Delivery.choices, default=Delivery.QUEUED
+    )
+    provider_status = models.CharField(_("provider status"), max_length=64, blank=True, default="")
+    feedback = models.CharField(
+        _("feedback"), max_length=16, choices=Feedback.choices, default=Feedback.PENDING
+    )
+    feedback_requested = models.BooleanField(_("feedback requested"), default=True)
+    confirmed_late = models.BooleanField(_("confirmed late"), default=False)
+    sent_at = models.DateTimeField(_("sent at"))
+    delivered_at = models.DateTimeField(_("delivered at"), null=True, blank=True)
+    confirmed_at = models.DateTimeField(_("confirmed at"), null=True, blank=True)
+    feedback_deadline = models.DateTimeField(_("feedback deadline"))
+    metadata = models.JSONField(_("metadata"), default=dict, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("message")
+        verbose_name_plural = _("messages")
+        ordering = ["-sent_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider", "provider_message_id"], name="feedback_app_message_provider_id"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["-sent_at"], name="feedback_app_msg_sent"),
+            models.Index(fields=["provider", "sent_at"], name="feedback_app_msg_prov_sent"),
+            models.Index(fields=["country", "sent_at"], name="feedback_app_msg_country_sent"),
+            # The expiry sweep reads only open messages; a partial index stays small.
+            models.Index(
+                fields=["feedback_deadline"],
+                condition=Q(feedback="pending"),
+                name="feedback_app_msg_open_deadline",
+            ),
+        ]
+        permissions = [
+            ("confirm_message", _("Can confirm or fail messages")),
+            ("send_message", _("Can send messages through a provider")),
+            ("view_report", _("Can view the conversion report")),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider}:{self.provider_message_id}"
+
+
+class MessageEvent(models.Model):
+    """Append-only history of a message: one row per transition or provider event."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(_("kind"), max_length=16, choices=EventKind.choices)
+    from_value = models.CharField(_("from"), max_length=64, blank=True, default="")
+    to_value = models.CharField(_("to"), max_length=64)
+    source = models.CharField(_("source"), max_length=16, choices=Source.choices)
+    actor = models.CharField(_("actor"), max_length=150, blank=True, default="")
+    created_at = models.DateTimeField(_("at"))
+    detail = models.JSONField(_("detail"), default=dict, blank=True)
+
+    class Meta:
+        verbose_name = _("message event")
+        verbose_name_plural = _("message events")
+        ordering = ["created_at", "id"]
+        indexes = [
+            models.Index(fields=["message", "created_at"], name="feedback_app_event_msg_at"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.from_value or '-'} -> {self.to_value}"
+
+
+class ProviderCall(models.Model):
+    """The outbox: a call to a provider, written in the transaction that caused it."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="calls")
+    provider = models.CharField(_("provider"), max_length=32)
+    operation = models.CharField(_("operation"), max_length=32, choices=Operation.choices)
+    payload = models.JSONField(_("payload"), default=dict, blank=True)
+    state = models.CharField(
+        _("state"), max_length=16, choices=CallState.choices, default=CallState.PENDING
+    )
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    next_attempt_at = models.DateTimeField(_("next attempt at"))
+    locked_until = models.DateTimeField(_("locked until"), null=True, blank=True)
+    last_error = models.TextField(_("last error"), blank=True, default="")
+    last_error_code = models.CharField(_("last error code"), max_length=64, blank=True, default="")
+    idempotency_key = models.UUIDField(_("idempotency key"), default=uuid.uuid4, unique=True)
+    created_at = models.DateTimeField(_("created at"))
+    completed_at = models.DateTimeField(_("completed at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("provider call")
+        verbose_name_plural = _("provider calls")
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            # The sweep looks only at open calls.
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=Q(state__in=["pending", "in_flight"]),
+                name="feedback_app_call_open_due",
+            ),
+            models.Index(fields=["message", "operation"], name="feedback_app_call_msg_op"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.operation} {self.payload} ({self.state})"

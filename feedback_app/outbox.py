@@ -1,0 +1,207 @@
+"""The outbox: writing provider calls, handing them to the queue, and delivering them.
+
+The ``ProviderCall`` row, not the queue, is the record. A worker claims a call with a conditional
+UPDATE (so two workers never deliver it at once), calls the provider outside any transaction, and
+records the outcome only if its claim still holds. The sweep re-enqueues calls whose task was lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from .conf import app_settings
+from .models import Message, ProviderCall
+from .providers.base import PermanentError, RetryableError, get_provider
+from .states import CallState, Operation
+
+logger = logging.getLogger(__name__)
+
+OPEN_STATES = (CallState.PENDING, CallState.IN_FLIGHT)
+
+
+def add_report(message: Message, outcome: str, now: datetime) -> ProviderCall | None:
+    """Write the call that reports ``outcome`` for ``message``, if its provider takes it.
+
+    Must run inside the transaction that made the transition. Older open reports for the same
+    message are superseded: only the latest outcome matters to the provider.
+    """
+    if not message.feedback_requested:
+        return None
+    try:
+        provider = get_provider(message.provider)
+    except KeyError:
+        return None
+    if outcome not in provider.reports:
+        return None
+    ProviderCall.objects.filter(
+        message=message, operation=Operation.REPORT_FEEDBACK, state=CallState.PENDING
+    ).update(state=CallState.SUPERSEDED, completed_at=now)
+    call = ProviderCall.objects.create(
+        message=message,
+        provider=message.provider,
+        operation=Operation.REPORT_FEEDBACK,
+        payload={"outcome": outcome},
+        next_attempt_at=now,
+        created_at=now,
+    )
+    transaction.on_commit(lambda: enqueue([call.pk]))
+    return call
+
+
+def enqueue(call_ids: Iterable[int]) -> int:
+    """Hand calls to django-q2. A failure here only delays them until the next sweep."""
+    from django_q.brokers import get_broker
+    from django_q.tasks import async_task
+
+    count = 0
+    try:
+        broker = get_broker(app_settings.QUEUE)
+        for call_id in call_ids:
+            async_task("feedback_app.tasks.deliver_call", call_id, broker=broker)
+            count += 1
+    except Exception:  # broker down: the outbox rows stay for the sweep
+        logger.warning("feedback_app: could not enqueue provider calls", exc_info=True)
+    return count
+
+
+def backoff(attempts: int) -> timedelta:
+    """Full-jitter exponential backoff: uniform(0, min(max_delay, base * 2**(attempts - 1)))."""
+    retry = app_settings.RETRY
+    ceiling = min(float(retry["MAX_DELAY"]), float(retry["BASE_DELAY"]) * 2 ** max(attempts - 1, 0))
+    return timedelta(seconds=random.uniform(0, ceiling))
+
+
+def claim(call_id: int, now: datetime | None = None) -> ProviderCall | None:
+    """Take the call for this worker, or None when it is not due or another worker holds it."""
+    now = now or timezone.now()
+    due = Q(state=CallState.PENDING, next_attempt_at__lte=now) | Q(
+        state=CallState.IN_FLIGHT, locked_until__lt=now
+    )
+    claimed = ProviderCall.objects.filter(due, pk=call_id).update(
+        state=CallState.IN_FLIGHT,
+        attempts=F("attempts") + 1,
+        locked_until=now + timedelta(seconds=app_settings.CLAIM_TIMEOUT),
+    )
+    if not claimed:
+        return None
+    return ProviderCall.objects.select_related("message").get(pk=call_id)
+
+
+def _finish(call: ProviderCall, **fields: object) -> bool:
+    """Record the outcome only if our claim (state and attempt number) still holds."""
+    return bool(
+        ProviderCall.objects.filter(
+            pk=call.pk, state=CallState.IN_FLIGHT, attempts=call.attempts
+        ).update(locked_until=None, **fields)
+    )
+
+
+def deliver(call_id: int) -> str | None:
+    """Deliver one call. Returns the state it ended in, or None if it was not ours to deliver."""
+    now = timezone.now()
+    call = claim(call_id, now)
+    if call is None:
+        return None
+    newer = ProviderCall.objects.filter(
+        message_id=call.message_id, operation=call.operation, pk__gt=call.pk
+    ).exclude(state=CallState.SUPERSEDED)
+    if newer.exists():
+        _finish(call, state=CallState.SUPERSEDED, completed_at=now)
+        return CallState.SUPERSEDED
+    try:
+        provider = get_provider(call.provider)
+        if call.operation == Operation.REPORT_FEEDBACK:
+            provider.report_feedback(
+                provider_message_id=call.message.provider_message_id,
+                outcome=call.payload["outcome"],
+                idempotency_key=str(call.idempotency_key),
+            )
+        else:
+            raise PermanentError(f"unknown operation {call.operation!r}", code="unknown_operation")
+    except RetryableError as exc:
+        return _after_retryable(call, exc)
+    except PermanentError as exc:
+        state = CallState.FAILED
+        error, code = exc.message, exc.code
+    except KeyError:
+        state = CallState.FAILED
+        error, code = f"provider {call.provider!r} is not configured", "not_configured"
+    else:
+        _finish(call, state=CallState.SUCCEEDED, completed_at=timezone.now(), last_error="")
+        return CallState.SUCCEEDED
+    logger.warning(
+        "feedback_app: call %s refused by %s: [%s] %s", call.pk, call.provider, code, error
+    )
+    _finish(call, state=state, last_error=error, last_error_code=code, completed_at=timezone.now())
+    return state
+
+
+def _after_retryable(call: ProviderCall, exc: RetryableError) -> str:
+    now = timezone.now()
+    retry = app_settings.RETRY
+    too_old = now - call.created_at > timedelta(seconds=retry["MAX_AGE"])
+    if too_old or call.attempts >= retry["MAX_ATTEMPTS"]:
+        state = CallState.GAVE_UP
+        _finish(
+            call, state=state, last_error=exc.message, last_error_code=exc.code, completed_at=now
+        )
+        logger.error("feedback_app: gave up on call %s after %s attempts", call.pk, call.attempts)
+        return state
+    _finish(
+        call,
+        state=CallState.PENDING,
+        next_attempt_at=now + backoff(call.attempts),
+        last_error=exc.message,
+        last_error_code=exc.code,
+    )
+    return CallState.PENDING
+
+
+def due_calls(now: datetime | None = None) -> list[int]:
+    """Ids of calls whose task may have been lost: due and waiting past the grace, or stuck."""
+    now = now or timezone.now()
+    grace = now - timedelta(seconds=app_settings.SWEEP_GRACE)
+    due = Q(state=CallState.PENDING, next_attempt_at__lte=grace) | Q(
+        state=CallState.PENDING, attempts__gt=0, next_attempt_at__lte=now
+    )
+    stuck = Q(state=CallState.IN_FLIGHT, locked_until__lt=now)
+    return list(
+        ProviderCall.objects.filter(due | stuck)
+        .order_by("next_attempt_at")
+        .values_list("pk", flat=True)[: app_settings.SWEEP_BATCH]
+    )
+
+
+def sweep(now: datetime | None = None) -> int:
+    """Re-enqueue due and stuck calls; returns how many were handed to the queue."""
+    return enqueue(due_calls(now))
+
+
+def retry_calls(calls: Iterable[ProviderCall] | None = None, *, queryset=None) -> int:
+    """Put failed or given-up calls back in the queue now (admin action, command)."""
+    qs = (
+        queryset
+        if queryset is not None
+        else ProviderCall.objects.filter(pk__in=[c.pk for c in calls or []])
+    )
+    qs = qs.filter(state__in=[CallState.FAILED, CallState.GAVE_UP])
+    ids = list(qs.values_list("pk", flat=True))
+    now = timezone.now()
+    with transaction.atomic():
+        # A fresh created_at restarts the max-age clock for the new round of attempts.
+        count = ProviderCall.objects.filter(pk__in=ids).update(
+            state=CallState.PENDING,
+            next_attempt_at=now,
+            created_at=now,
+            attempts=0,
+            completed_at=None,
+        )
+        transaction.on_commit(lambda: enqueue(ids))
+    return count

@@ -1,0 +1,21 @@
+"""Provider backends behind one interface; see ``base.py``."""
+
+from .base import (
+    PermanentError,
+    Provider,
+    ProviderError,
+    RetryableError,
+    SendResult,
+    get_provider,
+    provider_keys,
+)
+
+__all__ = [
+    "PermanentError",
+    "Provider",
+    "ProviderError",
+    "RetryableError",
+    "SendResult",
+    "get_provider",
+    "provider_keys",
+]

@@ -1,0 +1,127 @@
+"""The provider interface, its two errors, and the registry that builds backends from settings.
+
+A backend raises only ``RetryableError`` or ``PermanentError``; the outbox decides what to do.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.utils.module_loading import import_string
+
+from ..conf import BUILTIN_BACKENDS, app_settings
+from ..states import Delivery
+
+
+class ProviderError(Exception):
+    """A provider call did not succeed. ``code`` and ``message`` are the provider's own."""
+
+    def __init__(self, message: str = "", *, code: str | int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = "" if code is None else str(code)
+
+    def __str__(self) -> str:
+        return f"[{self.code}] {self.message}" if self.code else self.message
+
+
+class RetryableError(ProviderError):
+    """Throttling, timeouts, 5xx: try again later."""
+
+
+class PermanentError(ProviderError):
+    """Validation, auth, not found: trying again will not help."""
+
+
+@dataclass(frozen=True)
+class SendResult:
+    provider_message_id: str
+    #: Normalized status (``states.Delivery``) and the provider's raw one.
+    delivery_status: str = Delivery.QUEUED
+    provider_status: str = ""
+    #: The sender the provider used, when the caller let it choose.
+    sender: str = ""
+
+
+class Provider:
+    """Base class of provider backends. One instance per key and process."""
+
+    #: Conversion outcomes this provider accepts reports for ("confirmed", "failed").
+    #: An outcome it does not accept is recorded locally only.
+    reports: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, key: str, config: dict[str, Any]) -> None:
+        self.key = key
+        self.config = config
+
+    def send(
+        self,
+        *,
+        to: str,
+        body: str,
+        sender: str | None,
+        channel: str,
+        message_id: str,
+        **options: Any,
+    ) -> SendResult:
+        """Send ``body`` to ``to`` with feedback enabled; ``message_id`` is our public id."""
+        raise NotImplementedError
+
+    def report_feedback(
+        self, *, provider_message_id: str, outcome: str, idempotency_key: str
+    ) -> None:
+        """Tell the provider the conversion outcome of one message."""
+        raise PermanentError(f"{self.key} does not accept feedback", code="unsupported")
+
+
+_lock = threading.Lock()
+_instances: dict[str, Provider] = {}
+
+
+def provider_keys() -> list[str]:
+    return list(app_settings.PROVIDERS)
+
+
+def backend_path(key: str, config: dict[str, Any]) -> str:
+    path = config.get("BACKEND") or BUILTIN_BACKENDS.get(key)
+    if not path:
+        raise ImproperlyConfigured(f"FEEDBACK_APP['PROVIDERS'][{key!r}] names no BACKEND")
+    return path
+
+
+def get_provider(key: str) -> Provider:
+    """The backend for ``key``, built once per process from settings.
+
+    Raises ``KeyError`` for a key that is not configured.
+    """
+    instance = _instances.get(key)
+    if instance is None:
+        with _lock:
+            instance = _instances.get(key)
+            if instance is None:
+                config = app_settings.PROVIDERS[key]
+                backend = import_string(backend_path(key, config))
+                instance = _instances[key] = backend(key, config)
+    return instance
+
+
+def reporting_providers(outcome: str) -> list[str]:
+    """Configured provider keys that accept reports of ``outcome``."""
+    return [key for key in provider_keys() if outcome in get_provider(key).reports]
+
+
+def reset_providers() -> None:
+    with _lock:
+        _instances.clear()
+
+
+def _reset(*, setting: str, **kwargs: Any) -> None:
+    if setting == "FEEDBACK_APP":
+        reset_providers()
+
+
+setting_changed.connect(_reset)

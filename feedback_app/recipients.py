@@ -1,0 +1,83 @@
+"""Turn a recipient into what may be stored: a keyed hash, a masked form and a country.
+
+The clear number never leaves this module except towards the provider.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+
+import phonenumbers
+from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.utils.translation import gettext as _
+
+from .conf import app_settings
+from .states import PHONE_CHANNELS
+
+#: Prefixes a channel may put before a number ("whatsapp:+1...").
+_CHANNEL_PREFIXES = ("whatsapp:", "mms:", "sms:")
+
+
+@dataclass(frozen=True)
+class Recipient:
+    #: What the provider needs (E.164 for phone channels).
+    address: str
+    hash: str
+    masked: str
+    country: str
+
+
+def recipient_hash(address: str) -> str:
+    key = app_settings.HASH_KEY
+    if not key:
+        raise ImproperlyConfigured("FEEDBACK_APP['HASH_KEY'] is not set")
+    return hmac.new(str(key).encode(), address.encode(), hashlib.sha256).hexdigest()
+
+
+def mask(address: str, keep: int = 4) -> str:
+    """``+14155550123`` -> ``+1*******0123``; keeps the country code of a number."""
+    if address.startswith("+"):
+        try:
+            number = phonenumbers.parse(address)
+            head = f"+{number.country_code}"
+        except phonenumbers.NumberParseException:
+            head = "+"
+    else:
+        head = ""
+    hidden = max(len(address) - len(head) - keep, 0)
+    # Long opaque addresses (channel ARNs) are cut to a bounded mask.
+    return head + "*" * min(hidden, 16) + address[len(head) + hidden :]
+
+
+def parse_recipient(to: object, channel: str, field: str = "to") -> Recipient:
+    """Validate ``to`` for ``channel``; raises ``ValidationError`` naming ``field``."""
+    if not isinstance(to, str) or not to.strip():
+        raise ValidationError({field: _("Enter a recipient address.")}, code="invalid")
+    to = to.strip()
+    if channel not in PHONE_CHANNELS:
+        if len(to) > 1024:
+            raise ValidationError({field: _("The address is too long.")}, code="max_length")
+        return Recipient(address=to, hash=recipient_hash(to), masked=mask(to), country="")
+
+    number_text = to
+    for prefix in _CHANNEL_PREFIXES:
+        if number_text.lower().startswith(prefix):
+            number_text = number_text[len(prefix) :]
+    try:
+        number = phonenumbers.parse(number_text, app_settings.DEFAULT_REGION)
+    except phonenumbers.NumberParseException as exc:
+        raise ValidationError(
+            {field: _("Enter a valid phone number in E.164 form (+14155550123).")},
+            code="invalid_phone",
+        ) from exc
+    if not phonenumbers.is_valid_number(number):
+        raise ValidationError({field: _("This phone number is not valid.")}, code="invalid_phone")
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return Recipient(
+        address=e164,
+        hash=recipient_hash(e164),
+        masked=mask(e164),
+        country=phonenumbers.region_code_for_number(number) or "",
+    )

@@ -1,0 +1,47 @@
+"""The django-q2 schedules the app needs, created or updated idempotently (on migrate)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .conf import app_settings
+
+#: name -> task function; minutes come from FEEDBACK_APP["SCHEDULES"].
+SCHEDULES: dict[str, str] = {
+    "feedback_app.sweep_outbox": "feedback_app.tasks.sweep_outbox",
+    "feedback_app.expire_overdue": "feedback_app.tasks.expire_overdue",
+}
+
+
+def ensure_schedules() -> list[str]:
+    """Create missing schedules and fix changed ones; returns the names written."""
+    from django_q.models import Schedule
+
+    written = []
+    for name, func in SCHEDULES.items():
+        minutes = int(app_settings.SCHEDULES[name.removeprefix("feedback_app.")])
+        wanted: dict[str, Any] = {
+            "func": func,
+            "schedule_type": Schedule.MINUTES,
+            "minutes": minutes,
+            "repeats": -1,
+        }
+        if app_settings.QUEUE:
+            wanted["cluster"] = app_settings.QUEUE
+        schedule = Schedule.objects.filter(name=name).first()
+        if schedule is None:
+            Schedule.objects.create(name=name, **wanted)
+        elif any(getattr(schedule, key) != value for key, value in wanted.items()):
+            Schedule.objects.filter(pk=schedule.pk).update(**wanted)
+        else:
+            continue
+        written.append(name)
+    return written
+
+
+def create_schedules_after_migrate(**kwargs: Any) -> None:
+    """post_migrate receiver: once both our tables and django-q2's exist."""
+    from django.db import connection
+
+    if "django_q_schedule" in connection.introspection.table_names():
+        ensure_schedules()

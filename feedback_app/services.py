@@ -1,0 +1,423 @@
+"""The only code that changes a message's state: track, send, confirm, fail, record_delivery,
+expire_overdue.
+
+Each change is one transaction: a compare-and-set UPDATE (the state guard), the event row, and the
+outbox row of the provider call it causes. Signals go out after commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from . import outbox, signals
+from .conf import app_settings, feedback_window
+from .expiry import expire_batch
+from .models import Message, MessageEvent
+from .providers.base import get_provider, provider_keys
+from .recipients import parse_recipient
+from .states import (
+    DELIVERY_RANK,
+    LATE_FROM,
+    Channel,
+    Delivery,
+    EventKind,
+    Feedback,
+    Source,
+    can_transition,
+)
+
+logger = logging.getLogger(__name__)
+
+MessageRef = Message | uuid.UUID | str
+
+
+def _on_commit_send(signal: Any, **kwargs: Any) -> None:
+    transaction.on_commit(lambda: signal.send(sender=Message, **kwargs))
+
+
+def _aware(value: object, field: str) -> datetime:
+    if value is None:
+        return timezone.now()
+    if not isinstance(value, datetime):
+        raise ValidationError({field: _("Expected a datetime.")}, code="invalid")
+    if timezone.is_naive(value):
+        raise ValidationError({field: _("Expected a timezone-aware datetime.")}, code="naive")
+    return value
+
+
+def _check_provider(provider: object) -> str:
+    if not isinstance(provider, str) or provider not in provider_keys():
+        raise ValidationError(
+            {"provider": _("Unknown provider %(value)r.") % {"value": provider}},
+            code="unknown_provider",
+        )
+    return provider
+
+
+def _check_source(source: object) -> str:
+    if source not in Source.values:
+        raise ValidationError({"source": _("Unknown source %(value)r.") % {"value": source}})
+    return str(source)
+
+
+def _actor_name(actor: object) -> str:
+    if actor is None:
+        return ""
+    if hasattr(actor, "get_username"):
+        return actor.get_username()
+    return str(actor)[:150]
+
+
+def get_message(
+    message: MessageRef | None = None,
+    *,
+    provider: str | None = None,
+    provider_message_id: str | None = None,
+) -> Message:
+    """The message named by a Message, its public UUID, or (provider, provider_message_id).
+
+    Raises ``Message.DoesNotExist`` when there is none, ``ValidationError`` for a malformed
+    reference.
+    """
+    if message is not None:
+        if provider is not None or provider_message_id is not None:
+            raise ValidationError(_("Give either a message or a provider and its message id."))
+        if isinstance(message, Message):
+            return message
+        try:
+            pk = message if isinstance(message, uuid.UUID) else uuid.UUID(str(message))
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise ValidationError(
+                {"message": _("Not a valid message id.")}, code="invalid"
+            ) from exc
+        return Message.objects.get(pk=pk)
+    if not provider or not provider_message_id:
+        raise ValidationError(_("Give either a message or a provider and its message id."))
+    if not isinstance(provider, str) or not isinstance(provider_message_id, str):
+        raise ValidationError(_("provider and provider_message_id must be strings."))
+    return Message.objects.get(provider=provider, provider_message_id=provider_message_id)
+
+
+def track(
+    *,
+    provider: str,
+    provider_message_id: str,
+    to: str,
+    purpose: str = "otp",
+    channel: str = Channel.SMS,
+    sender: str = "",
+    sent_at: datetime | None = None,
+    feedback_requested: bool = True,
+    metadata: dict[str, Any] | None = None,
+    delivery_status: str = Delivery.QUEUED,
+    provider_status: str = "",
+    message_id: uuid.UUID | None = None,
+    source: str = Source.PYTHON,
+) -> Message:
+    """Record a message the host app sent itself.
+
+    Bad input raises ``ValidationError`` naming the field, and nothing is written.
+    """
+    _check_provider(provider)
+    _check_source(source)
+    sent_at = _aware(sent_at, "sent_at")
+    if not isinstance(feedback_requested, bool):
+        raise ValidationError({"feedback_requested": _("Expected a boolean.")})
+    if metadata is not None and not isinstance(metadata, dict):
+        raise ValidationError({"metadata": _("Expected a JSON object.")})
+    if not isinstance(provider_message_id, str) or not provider_message_id:
+        raise ValidationError({"provider_message_id": _("Expected a non-empty string.")})
+    if channel not in Channel.values:
+        raise ValidationError(
+            {"channel": _("Unknown channel %(value)r.") % {"value": channel}}, code="invalid_choice"
+        )
+    recipient = parse_recipient(to, channel)
+    message = Message(
+        id=message_id or uuid.uuid4(),
+        provider=provider,
+        provider_message_id=provider_message_id,
+        channel=channel,
+        purpose=purpose,
+        sender=sender or "",
+        recipient_hash=recipient.hash,
+        recipient_masked=recipient.masked,
+        country=recipient.country,
+        delivery_status=delivery_status,
+        provider_status=provider_status,
+        feedback_requested=feedback_requested,
+        sent_at=sent_at,
+        feedback_deadline=sent_at + timedelta(seconds=feedback_window(provider, str(purpose))),
+        metadata=metadata or {},
+    )
+    # Field validation (lengths, slug, choices, JSON); uniqueness is left to the database.
+    message.full_clean(validate_unique=False, validate_constraints=False)
+    try:
+        with transaction.atomic():
+            message.save(force_insert=True)
+            MessageEvent.objects.create(
+                message=message,
+                kind=EventKind.DELIVERY,
+                to_value=delivery_status,
+                source=source,
+                created_at=timezone.now(),
+                detail={"provider_status": provider_status} if provider_status else {},
+            )
+            _on_commit_send(signals.message_tracked, message=message)
+    except IntegrityError as exc:
+        raise ValidationError(
+            {"provider_message_id": _("This provider message id is already tracked.")},
+            code="duplicate",
+        ) from exc
+    return message
+
+
+def send(
+    *,
+    provider: str,
+    to: str,
+    body: str,
+    purpose: str = "otp",
+    channel: str = Channel.SMS,
+    sender: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    source: str = Source.PYTHON,
+    **options: Any,
+) -> Message:
+    """Send ``body`` through the provider with feedback enabled and track the result.
+
+    The body goes to the provider and nowhere else. Provider errors (``RetryableError``,
+    ``PermanentError``) reach the caller and nothing is written.
+    """
+    _check_provider(provider)
+    if channel not in Channel.values:
+        raise ValidationError({"channel": _("Unknown channel %(value)r.") % {"value": channel}})
+    if not isinstance(body, str) or not body:
+        raise ValidationError({"body": _("Expected a non-empty string.")})
+    recipient = parse_recipient(to, channel)
+    message_id = uuid.uuid4()
+    result = get_provider(provider).send(
+        to=recipient.address,
+        body=body,
+        sender=sender,
+        channel=channel,
+        message_id=str(message_id),
+        **options,
+    )
+    return track(
+        provider=provider,
+        provider_message_id=result.provider_message_id,
+        to=recipient.address,
+        purpose=purpose,
+        channel=channel,
+        sender=result.sender or sender or "",
+        metadata=metadata,
+        delivery_status=result.delivery_status,
+        provider_status=result.provider_status,
+        message_id=message_id,
+        source=source,
+    )
+
+
+def _change_feedback(
+    target: str,
+    message: MessageRef | None,
+    *,
+    provider: str | None,
+    provider_message_id: str | None,
+    at: datetime | None,
+    source: str,
+    actor: object,
+) -> bool:
+    _check_source(source)
+    at = _aware(at, "at")
+    passed_instance = isinstance(message, Message)
+    msg = get_message(message, provider=provider, provider_message_id=provider_message_id)
+    while True:
+        with transaction.atomic():
+            row = (
+                Message.objects.filter(pk=msg.pk)
+                .values_list("feedback", "feedback_deadline")
+                .first()
+            )
+            if row is None:
+                raise Message.DoesNotExist
+            current, deadline = row
+            if not can_transition(current, target):
+                changed = False
+                break
+            now = timezone.now()
+            updates: dict[str, Any] = {"feedback": target, "updated_at": now}
+            detail: dict[str, Any] = {}
+            if target == Feedback.CONFIRMED:
+                late = current in LATE_FROM or at > deadline
+                updates.update(confirmed_at=at, confirmed_late=late)
+                detail = {"late": late}
+            # Compare-and-set: only if nobody moved the message since we read it.
+            if not Message.objects.filter(pk=msg.pk, feedback=current).update(**updates):
+                continue
+            MessageEvent.objects.create(
+                message_id=msg.pk,
+                kind=EventKind.FEEDBACK,
+                from_value=current,
+                to_value=target,
+                source=source,
+                actor=_actor_name(actor),
+                created_at=at,
+                detail=detail,
+            )
+            outbox.add_report(msg, "confirmed" if target == Feedback.CONFIRMED else "failed", now)
+            _on_commit_send(
+                signals.feedback_changed, message=msg, old=current, new=target, source=source
+            )
+            changed = True
+            break
+    if passed_instance or changed:
+        msg.refresh_from_db()
+    return changed
+
+
+def confirm(
+    message: MessageRef | None = None,
+    *,
+    provider: str | None = None,
+    provider_message_id: str | None = None,
+    at: datetime | None = None,
+    source: str = Source.PYTHON,
+    actor: object = None,
+) -> bool:
+    """Record a conversion. True when this call confirmed the message; False if it already was."""
+    return _change_feedback(
+        Feedback.CONFIRMED,
+        message,
+        provider=provider,
+        provider_message_id=provider_message_id,
+        at=at,
+        source=source,
+        actor=actor,
+    )
+
+
+def fail(
+    message: MessageRef | None = None,
+    *,
+    provider: str | None = None,
+    provider_message_id: str | None = None,
+    at: datetime | None = None,
+    source: str = Source.PYTHON,
+    actor: object = None,
+) -> bool:
+    """Record that the recipient did not use the message. True when this call made the change."""
+    return _change_feedback(
+        Feedback.FAILED,
+        message,
+        provider=provider,
+        provider_message_id=provider_message_id,
+        at=at,
+        source=source,
+        actor=actor,
+    )
+
+
+def record_delivery(
+    message: MessageRef | None = None,
+    status: str = "",
+    *,
+    provider: str | None = None,
+    provider_message_id: str | None = None,
+    provider_status: str = "",
+    at: datetime | None = None,
+    source: str = Source.WEBHOOK,
+    detail: dict[str, Any] | None = None,
+) -> bool:
+    """Apply a delivery status if it ranks above the current one. True when it changed."""
+    if status not in DELIVERY_RANK:
+        raise ValidationError(
+            {"status": _("Unknown delivery status %(value)r.") % {"value": status}}
+        )
+    _check_source(source)
+    at = _aware(at, "at")
+    msg = get_message(message, provider=provider, provider_message_id=provider_message_id)
+    while True:
+        with transaction.atomic():
+            current = (
+                Message.objects.filter(pk=msg.pk).values_list("delivery_status", flat=True).first()
+            )
+            if current is None:
+                raise Message.DoesNotExist
+            if DELIVERY_RANK[current] >= DELIVERY_RANK[status]:
+                return False
+            updates: dict[str, Any] = {
+                "delivery_status": status,
+                "provider_status": provider_status[:64],
+                "updated_at": timezone.now(),
+            }
+            if status == Delivery.DELIVERED:
+                updates["delivered_at"] = at
+            if not Message.objects.filter(pk=msg.pk, delivery_status=current).update(**updates):
+                continue
+            MessageEvent.objects.create(
+                message_id=msg.pk,
+                kind=EventKind.DELIVERY,
+                from_value=current,
+                to_value=status,
+                source=source,
+                created_at=at,
+                detail={"provider_status": provider_status, **(detail or {})},
+            )
+            _on_commit_send(
+                signals.delivery_changed, message=msg, old=current, new=status, source=source
+            )
+            return True
+
+
+def expire_overdue(now: datetime | None = None) -> int:
+    """Move every pending message past its deadline to ``expired``; returns how many.
+
+    Set-based: each batch is a few statements whatever its size. Providers that take a
+    ``failed`` report (AWS recommends setting FAILED yourself) get one through the outbox.
+    """
+    now = _aware(now, "now")
+    total = 0
+    while True:
+        with transaction.atomic():
+            count, call_ids, message_ids = expire_batch(now)
+            if message_ids:
+                _send_expired_signals(message_ids)
+            if call_ids:
+                transaction.on_commit(lambda ids=call_ids: outbox.enqueue(ids))
+        total += count
+        if count < app_settings.EXPIRE_BATCH:
+            return total
+
+
+def _send_expired_signals(message_ids: list[uuid.UUID]) -> None:
+    def send_all() -> None:
+        for message in Message.objects.filter(pk__in=message_ids).iterator():
+            signals.feedback_changed.send(
+                sender=Message,
+                message=message,
+                old=Feedback.PENDING,
+                new=Feedback.EXPIRED,
+                source=Source.SWEEP,
+            )
+
+    transaction.on_commit(send_all)
+
+
+__all__: list[str] = [
+    "confirm",
+    "expire_overdue",
+    "fail",
+    "get_message",
+    "record_delivery",
+    "send",
+    "track",
+]

@@ -1,0 +1,20 @@
+"""django-q2 entry points. Each is small: the work lives in ``outbox`` and ``services``."""
+
+from __future__ import annotations
+
+from . import outbox, services
+
+
+def deliver_call(call_id: int) -> str | None:
+    """Deliver one provider call (enqueued on commit and by the sweep)."""
+    return outbox.deliver(call_id)
+
+
+def sweep_outbox() -> int:
+    """Schedule: re-enqueue calls that are due or stuck (lost task, dead worker)."""
+    return outbox.sweep()
+
+
+def expire_overdue() -> int:
+    """Schedule: expire messages past their feedback deadline."""
+    return services.expire_overdue()

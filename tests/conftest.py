@@ -1,0 +1,33 @@
+import os
+
+import pytest
+from django.db import connection
+
+from feedback_app.providers import locmem
+
+
+@pytest.fixture(autouse=True)
+def _fresh_locmem():
+    locmem.reset()
+    yield
+    locmem.reset()
+
+
+def _missing_services(item: pytest.Item) -> list[str]:
+    missing = []
+    if item.get_closest_marker("postgres") and connection.vendor != "postgresql":
+        missing.append("PostgreSQL (DATABASE_URL)")
+    if item.get_closest_marker("redis") and not os.environ.get("REDIS_URL"):
+        missing.append("Redis (REDIS_URL)")
+    return missing
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Service tests skip where the service is absent, and fail when it is required (CI)."""
+    missing = _missing_services(item)
+    if not missing:
+        return
+    reason = f"needs {' and '.join(missing)}"
+    if os.environ.get("FEEDBACK_REQUIRE_SERVICES"):
+        pytest.fail(f"{reason}, and FEEDBACK_REQUIRE_SERVICES is set", pytrace=False)
+    pytest.skip(reason)

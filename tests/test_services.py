@@ -1,0 +1,240 @@
+"""The Python API: track, send, confirm, fail, record_delivery, and their errors."""
+
+from datetime import timedelta
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+
+import feedback_app
+from feedback_app import services
+from feedback_app.models import Message, MessageEvent, ProviderCall
+from feedback_app.providers import RetryableError, locmem
+from feedback_app.states import CallState, Delivery, EventKind, Feedback, Source
+
+from .factories import NUMBERS, make_message
+
+pytestmark = pytest.mark.django_db
+
+
+def test_track_stores_hash_mask_and_country_not_the_number():
+    message = make_message(to=NUMBERS["GB"])
+    assert message.country == "GB"
+    assert message.recipient_masked == "+44******3456"
+    assert len(message.recipient_hash) == 64
+    assert NUMBERS["GB"] not in str(Message.objects.filter(pk=message.pk).values().get())
+
+
+def test_track_sets_deadline_from_the_window_for_provider_and_purpose():
+    sent = timezone.now()
+    default = make_message(sent_at=sent)
+    login = make_message(sent_at=sent, purpose="login")
+    assert default.feedback_deadline == sent + timedelta(seconds=600)
+    assert login.feedback_deadline == sent + timedelta(seconds=60)
+
+
+def test_public_api_is_importable_from_the_package():
+    assert feedback_app.confirm is services.confirm
+    assert feedback_app.track is services.track
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"to": "+1 555"}, "to"),
+        ({"to": "not a number"}, "to"),
+        ({"to": 14155550123}, "to"),
+        ({"provider": "nope"}, "provider"),
+        ({"channel": "pigeon"}, "channel"),
+        ({"purpose": "not a slug!"}, "purpose"),
+        ({"sent_at": "yesterday"}, "sent_at"),
+        ({"sent_at": timezone.now().replace(tzinfo=None)}, "sent_at"),
+        ({"feedback_requested": "yes"}, "feedback_requested"),
+        ({"metadata": ["a"]}, "metadata"),
+        ({"sender": "x" * 300}, "sender"),
+        ({"provider_message_id": ""}, "provider_message_id"),
+    ],
+)
+def test_bad_input_names_the_field_and_writes_nothing(overrides, field):
+    with pytest.raises(ValidationError) as excinfo:
+        make_message(**overrides)
+    assert field in excinfo.value.message_dict
+    assert Message.objects.count() == 0
+    assert MessageEvent.objects.count() == 0
+
+
+def test_tracking_the_same_provider_id_twice_is_refused():
+    message = make_message()
+    with pytest.raises(ValidationError) as excinfo:
+        make_message(provider_message_id=message.provider_message_id)
+    assert "provider_message_id" in excinfo.value.message_dict
+    assert Message.objects.count() == 1
+
+
+def test_send_passes_the_body_to_the_provider_and_never_stores_it():
+    message = services.send(provider="locmem", to=NUMBERS["DE"], body="Your code is 493817")
+    assert locmem.outbox[-1]["body"] == "Your code is 493817"
+    assert locmem.outbox[-1]["to"] == NUMBERS["DE"]
+    assert locmem.outbox[-1]["message_id"] == str(message.pk)
+    assert message.provider_message_id.startswith("LM")
+    assert message.delivery_status == Delivery.SENT
+
+
+def test_send_with_an_invalid_number_calls_no_provider():
+    with pytest.raises(ValidationError):
+        services.send(provider="locmem", to="+1", body="code 1")
+    assert not locmem.outbox
+    assert Message.objects.count() == 0
+
+
+def test_send_error_from_the_provider_writes_nothing():
+    locmem.fail_next(1)
+    with pytest.raises(RetryableError):
+        services.send(provider="locmem", to=NUMBERS["US"], body="code 1")
+    assert Message.objects.count() == 0
+
+
+def test_confirm_changes_state_once_and_records_one_event():
+    message = make_message()
+    assert services.confirm(message) is True
+    assert message.feedback == Feedback.CONFIRMED
+    assert message.confirmed_at is not None
+    assert services.confirm(message) is False
+    events = MessageEvent.objects.filter(message=message, kind=EventKind.FEEDBACK)
+    assert [(e.from_value, e.to_value) for e in events] == [("pending", "confirmed")]
+
+
+def test_confirm_by_public_uuid_string_and_by_provider_id():
+    first, second = make_message(), make_message()
+    assert services.confirm(str(first.pk)) is True
+    assert services.confirm(provider="locmem", provider_message_id=second.provider_message_id)
+    assert Message.objects.filter(feedback=Feedback.CONFIRMED).count() == 2
+
+
+def test_confirm_unknown_message_raises_does_not_exist():
+    import uuid
+
+    with pytest.raises(Message.DoesNotExist):
+        services.confirm(uuid.uuid4())
+    with pytest.raises(Message.DoesNotExist):
+        services.confirm(provider="locmem", provider_message_id="missing")
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"message": "not-a-uuid"},
+        {"message": 12},
+        {},
+        {"provider": "locmem"},
+        {"message": "00000000-0000-0000-0000-000000000000", "provider": "locmem"},
+        {"message": "00000000-0000-0000-0000-000000000000", "at": "now"},
+        {"message": "00000000-0000-0000-0000-000000000000", "source": "carrier-pigeon"},
+    ],
+)
+def test_confirm_with_malformed_arguments_raises_validation_error(kwargs):
+    with pytest.raises(ValidationError):
+        services.confirm(**kwargs)
+
+
+def test_fail_then_confirm_is_a_late_conversion():
+    message = make_message()
+    assert services.fail(message) is True
+    assert message.feedback == Feedback.FAILED
+    assert services.fail(message) is False
+    assert services.confirm(message) is True
+    assert message.feedback == Feedback.CONFIRMED
+    assert message.confirmed_late is True
+
+
+def test_confirm_after_the_deadline_is_late_even_before_the_sweep():
+    message = make_message(sent_at=timezone.now() - timedelta(hours=2))
+    assert services.confirm(message) is True
+    assert message.confirmed_late is True
+
+
+def test_confirm_in_time_is_not_late():
+    message = make_message()
+    services.confirm(message)
+    assert message.confirmed_late is False
+
+
+def test_confirmed_is_final():
+    message = make_message()
+    services.confirm(message)
+    assert services.fail(message) is False
+    assert services.expire_overdue(now=timezone.now() + timedelta(days=1)) == 0
+    message.refresh_from_db()
+    assert message.feedback == Feedback.CONFIRMED
+
+
+def test_expire_overdue_moves_only_overdue_pending_messages():
+    now = timezone.now()
+    overdue = [make_message(sent_at=now - timedelta(hours=1)) for _ in range(3)]
+    fresh = make_message(sent_at=now)
+    confirmed = make_message(sent_at=now - timedelta(hours=1))
+    services.confirm(confirmed)
+    assert services.expire_overdue(now=now) == 3
+    assert services.expire_overdue(now=now) == 0
+    states = dict(Message.objects.values_list("pk", "feedback"))
+    assert all(states[m.pk] == Feedback.EXPIRED for m in overdue)
+    assert states[fresh.pk] == Feedback.PENDING
+    assert states[confirmed.pk] == Feedback.CONFIRMED
+    events = MessageEvent.objects.filter(kind=EventKind.FEEDBACK, to_value=Feedback.EXPIRED)
+    assert sorted(e.message_id for e in events) == sorted(m.pk for m in overdue)
+    assert {e.source for e in events} == {Source.SWEEP}
+
+
+def test_expire_overdue_works_in_batches(settings):
+    settings.FEEDBACK_APP = {**settings.FEEDBACK_APP, "EXPIRE_BATCH": 2}
+    now = timezone.now()
+    for _ in range(5):
+        make_message(sent_at=now - timedelta(hours=1))
+    assert services.expire_overdue(now=now) == 5
+    assert Message.objects.filter(feedback=Feedback.EXPIRED).count() == 5
+
+
+def test_expiry_reports_failed_to_providers_that_take_it():
+    now = timezone.now()
+    reported = make_message(sent_at=now - timedelta(hours=1))
+    silent = make_message(provider="silent", sent_at=now - timedelta(hours=1))
+    opted_out = make_message(sent_at=now - timedelta(hours=1), feedback_requested=False)
+    services.expire_overdue(now=now)
+    calls = ProviderCall.objects.all()
+    assert [(c.message_id, c.payload) for c in calls] == [(reported.pk, {"outcome": "failed"})]
+    assert calls[0].state == CallState.PENDING
+    assert silent.pk and opted_out.pk
+
+
+def test_late_confirmation_after_expiry_is_recorded_as_late():
+    now = timezone.now()
+    message = make_message(sent_at=now - timedelta(hours=1))
+    services.expire_overdue(now=now)
+    assert services.confirm(message) is True
+    assert message.feedback == Feedback.CONFIRMED
+    assert message.confirmed_late is True
+    history = list(
+        MessageEvent.objects.filter(message=message, kind=EventKind.FEEDBACK).values_list(
+            "from_value", "to_value"
+        )
+    )
+    assert history == [("pending", "expired"), ("expired", "confirmed")]
+
+
+def test_delivery_status_never_moves_backwards():
+    message = make_message()
+    assert services.record_delivery(message, Delivery.DELIVERED) is True
+    assert services.record_delivery(message, Delivery.SENT) is False
+    assert services.record_delivery(message, Delivery.QUEUED) is False
+    message.refresh_from_db()
+    assert message.delivery_status == Delivery.DELIVERED
+    assert message.delivered_at is not None
+
+
+def test_delivery_status_by_provider_id_and_unknown_status():
+    message = make_message()
+    assert services.record_delivery(
+        status=Delivery.SENT, provider="locmem", provider_message_id=message.provider_message_id
+    )
+    with pytest.raises(ValidationError):
+        services.record_delivery(message, "teleported")
