@@ -4,6 +4,8 @@ DATABASE_URL and REDIS_URL are honoured exactly as in the example project, so ``
 runs the same suite on SQLite and, when they are set, on PostgreSQL with Redis.
 """
 
+import os
+
 from example_project.settings import *  # noqa: F403
 from example_project.settings import Q_CLUSTER
 
@@ -20,3 +22,11 @@ FEEDBACK_APP = {
 Q_CLUSTER = {**Q_CLUSTER, "sync": True}
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    # A file, not the in-memory default: shared-cache memory databases lock per table and fail
+    # at once instead of waiting, so concurrency tests would not see what a deployment sees.
+    # One file per test process, so parallel runs do not share it.
+    DATABASES["default"]["TEST"] = {  # noqa: F405
+        "NAME": str(BASE_DIR / "build" / f"test-db-{os.getpid()}.sqlite3")  # noqa: F405
+    }

@@ -1,0 +1,48 @@
+# The two commands of the README: `make demo` and `make test`. Both need only Python >= 3.11.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# An extra requirement to pin, e.g. DJANGO="Django>=6.1,<6.2" (CI tests both supported series).
+DJANGO ?=
+HOST ?= 127.0.0.1
+PORT ?= 8000
+PYTEST_ARGS ?=
+
+.PHONY: demo test lint bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]' $(if $(DJANGO),"$(DJANGO)")
+	touch $@
+
+# The whole suite on SQLite (the embedded default); then, when DATABASE_URL and REDIS_URL are
+# set, the whole suite again on PostgreSQL with the Redis broker, where tests that need those
+# services must run (FEEDBACK_REQUIRE_SERVICES turns a missing service into a failure).
+test: $(VENV)/.installed
+	env -u DATABASE_URL -u REDIS_URL $(PY) -m pytest -m "not postgres and not redis" $(PYTEST_ARGS)
+	@if [ -n "$$DATABASE_URL" ]; then \
+		echo "== again on $${DATABASE_URL%%:*} with REDIS_URL=$${REDIS_URL:-unset}"; \
+		FEEDBACK_REQUIRE_SERVICES=1 $(PY) -m pytest $(PYTEST_ARGS); \
+	else \
+		echo "PostgreSQL and Redis tests not run: set DATABASE_URL and REDIS_URL to run them."; \
+	fi
+
+# Migrate, seed 30 days of history once, then serve the admin and run a django-q2 cluster until
+# Ctrl-C (which stops both).
+demo: $(VENV)/.installed
+	$(PY) manage.py migrate --no-input
+	$(PY) manage.py feedback_demo --if-empty --superuser
+	@echo "Admin: http://$(HOST):$(PORT)/admin/  (Ctrl-C stops the server and the cluster)"
+	@trap 'kill 0' INT TERM EXIT; \
+		$(PY) manage.py qcluster & \
+		$(PY) manage.py runserver --noreload $(HOST):$(PORT) & \
+		wait
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) manage.py makemigrations --check --dry-run
+
+clean:
+	rm -rf $(VENV) build db.sqlite3 db.sqlite3-wal db.sqlite3-shm
