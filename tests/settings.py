@@ -23,10 +23,11 @@ Q_CLUSTER = {**Q_CLUSTER, "sync": True}
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
+# One test database per test process, so parallel runs never share or drop each other's.
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
     # A file, not the in-memory default: shared-cache memory databases lock per table and fail
     # at once instead of waiting, so concurrency tests would not see what a deployment sees.
-    # One file per test process, so parallel runs do not share it.
-    DATABASES["default"]["TEST"] = {  # noqa: F405
-        "NAME": str(BASE_DIR / "build" / f"test-db-{os.getpid()}.sqlite3")  # noqa: F405
-    }
+    _test_name = str(BASE_DIR / "build" / f"test-db-{os.getpid()}.sqlite3")  # noqa: F405
+else:
+    _test_name = f"test_{DATABASES['default']['NAME']}_{os.getpid()}"  # noqa: F405
+DATABASES["default"]["TEST"] = {"NAME": _test_name}  # noqa: F405
