@@ -47,7 +47,13 @@ DEFAULTS: dict[str, Any] = {
     # Messages moved to ``expired`` per statement batch.
     "EXPIRE_BATCH": 5000,
     # Minutes between runs of the django-q2 schedules created on migrate.
-    "SCHEDULES": {"sweep_outbox": 1, "expire_overdue": 1},
+    "SCHEDULES": {"sweep_outbox": 1, "expire_overdue": 1, "poll_statuses": 1},
+    # Messages whose open status is polled, and for how long after sending (seconds).
+    "POLL_BATCH": 200,
+    "POLL_MAX_AGE": 3600,
+    # Public base URL of this site ("https://example.com"), used to build webhook URLs given to
+    # providers and to check signatures behind a proxy; None: taken from each request.
+    "PUBLIC_URL": None,
     # Queue name passed to django-q2 (``None``: the cluster's default).
     "QUEUE": None,
 }

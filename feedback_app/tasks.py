@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import outbox, services
+from . import outbox, polling, services
 
 
 def deliver_call(call_id: int) -> str | None:
@@ -18,3 +18,8 @@ def sweep_outbox() -> int:
 def expire_overdue() -> int:
     """Schedule: expire messages past their feedback deadline."""
     return services.expire_overdue()
+
+
+def poll_statuses() -> int:
+    """Schedule: ask polling providers about messages whose status is still open."""
+    return polling.poll_open_statuses()

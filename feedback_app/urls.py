@@ -1,8 +1,12 @@
 """URLs a host project includes once: ``path("feedback/", include("feedback_app.urls"))``.
 
-The REST API (``api/``) and the provider webhooks (``webhooks/``) are added here.
+Provider webhooks are under ``webhooks/``; the REST API will be under ``api/``.
 """
+
+from django.urls import include, path
 
 app_name = "feedback_app"
 
-urlpatterns: list = []
+urlpatterns = [
+    path("webhooks/", include("feedback_app.webhooks.urls")),
+]

@@ -6,6 +6,7 @@ from .base import (
     ProviderError,
     RetryableError,
     SendResult,
+    StatusUpdate,
     get_provider,
     provider_keys,
 )
@@ -16,6 +17,7 @@ __all__ = [
     "ProviderError",
     "RetryableError",
     "SendResult",
+    "StatusUpdate",
     "get_provider",
     "provider_keys",
 ]

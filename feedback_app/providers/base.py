@@ -6,8 +6,9 @@ A backend raises only ``RetryableError`` or ``PermanentError``; the outbox decid
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
@@ -15,6 +16,9 @@ from django.utils.module_loading import import_string
 
 from ..conf import BUILTIN_BACKENDS, app_settings
 from ..states import Delivery
+
+if TYPE_CHECKING:
+    from ..models import Message
 
 
 class ProviderError(Exception):
@@ -47,12 +51,26 @@ class SendResult:
     sender: str = ""
 
 
+@dataclass(frozen=True)
+class StatusUpdate:
+    """A delivery status read from a provider (webhook or poll), already normalized."""
+
+    provider_message_id: str
+    delivery_status: str
+    provider_status: str = ""
+    at: datetime | None = None
+    #: Provider facts worth keeping beside the event (error code, carrier, is-final flag...).
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
 class Provider:
     """Base class of provider backends. One instance per key and process."""
 
     #: Conversion outcomes this provider accepts reports for ("confirmed", "failed").
     #: An outcome it does not accept is recorded locally only.
     reports: ClassVar[frozenset[str]] = frozenset()
+    #: Delivery statuses worth polling the provider about (empty: this provider is not polled).
+    poll_statuses: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, key: str, config: dict[str, Any]) -> None:
         self.key = key
@@ -76,6 +94,10 @@ class Provider:
     ) -> None:
         """Tell the provider the conversion outcome of one message."""
         raise PermanentError(f"{self.key} does not accept feedback", code="unsupported")
+
+    def fetch_status(self, message: Message) -> StatusUpdate | None:
+        """Ask the provider for the message's current status; None when it cannot tell."""
+        return None
 
 
 _lock = threading.Lock()

@@ -1,0 +1,96 @@
+"""What every provider webhook shares: CSRF exemption, POST only, the provider lookup, error
+responses, and applying parsed status updates through ``services``.
+
+A provider module implements ``validate_request`` (authenticity) and ``parse_updates``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
+from django.utils.decorators import method_decorator
+from django.views import View
+from django.views.decorators.csrf import csrf_exempt
+
+from .. import services
+from ..conf import app_settings
+from ..models import Message
+from ..providers.base import StatusUpdate
+from ..states import Source
+
+logger = logging.getLogger(__name__)
+
+
+class WebhookError(Exception):
+    """Refuse the request with ``status`` (and headers, e.g. a 401 challenge); nothing changes."""
+
+    def __init__(self, status: int, reason: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.headers = headers or {}
+
+
+def apply_update(provider: str, update: StatusUpdate) -> bool:
+    """Record a status update; an unknown provider message id is ignored (it is not ours)."""
+    try:
+        return services.record_delivery(
+            provider=provider,
+            provider_message_id=update.provider_message_id,
+            status=update.delivery_status,
+            provider_status=update.provider_status,
+            at=update.at,
+            source=Source.WEBHOOK,
+            detail=update.detail,
+        )
+    except Message.DoesNotExist:
+        logger.info("feedback_app: %s webhook for an unknown message, ignored", provider)
+        return False
+
+
+def public_url(request: HttpRequest) -> str:
+    """The URL the provider called: PUBLIC_URL + path behind a proxy, else the request's own."""
+    base = app_settings.PUBLIC_URL
+    if base:
+        return base.rstrip("/") + request.get_full_path()
+    return request.build_absolute_uri()
+
+
+@method_decorator(csrf_exempt, name="dispatch")
+class WebhookView(View):
+    http_method_names = ["post"]
+    #: Provider key used when the URL names none.
+    default_provider: str = ""
+
+    def post(self, request: HttpRequest, provider: str | None = None) -> HttpResponse:
+        key = provider or self.default_provider
+        config = app_settings.PROVIDERS.get(key)
+        if config is None:
+            return HttpResponse(status=404)
+        try:
+            self.validate_request(request, key, config)
+            updates = list(self.parse_updates(request, key, config))
+        except WebhookError as exc:
+            logger.warning("feedback_app: %s webhook refused: %s", key, exc.reason)
+            response = HttpResponse(exc.reason, status=exc.status, content_type="text/plain")
+            for name, value in exc.headers.items():
+                response[name] = value
+            return response
+        for update in updates:
+            apply_update(key, update)
+        return self.success_response()
+
+    def validate_request(self, request: HttpRequest, provider: str, config: dict[str, Any]) -> None:
+        """Raise ``WebhookError`` unless the request provably comes from the provider."""
+        raise NotImplementedError
+
+    def parse_updates(
+        self, request: HttpRequest, provider: str, config: dict[str, Any]
+    ) -> Iterable[StatusUpdate]:
+        raise NotImplementedError
+
+    def success_response(self) -> HttpResponse:
+        return HttpResponse(status=200)
