@@ -1,9 +1,32 @@
+import ipaddress
 import os
+import socket
 
 import pytest
 from django.db import connection
 
 from feedback_app.providers import locmem
+
+
+_real_connect = socket.socket.connect
+
+
+def _loopback_only(self: socket.socket, address: object) -> object:
+    """No test may reach the network: a stray request to a real provider host is a failure."""
+    if isinstance(address, tuple) and self.family in (socket.AF_INET, socket.AF_INET6):
+        host = address[0]
+        try:
+            local = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            local = host == "localhost"
+        if not local:
+            raise RuntimeError(f"test tried to connect to {host!r}: only loopback is allowed")
+    return _real_connect(self, address)
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch):
+    monkeypatch.setattr(socket.socket, "connect", _loopback_only)
 
 
 @pytest.fixture(autouse=True)

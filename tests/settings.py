@@ -13,7 +13,7 @@ FEEDBACK_APP = {
     "HASH_KEY": "test-hash-key-0123456789abcdef",
     "PROVIDERS": {
         "locmem": {"BACKEND": "feedback_app.providers.locmem.LocmemProvider"},
-        "silent": {"BACKEND": "tests.providers.SilentProvider"},
+        "silent": {"BACKEND": "tests.backends.SilentProvider"},
     },
     "FEEDBACK_WINDOWS": {"*": 600, "locmem:login": 60},
 }
