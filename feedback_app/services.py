@@ -218,7 +218,7 @@ def send(
         purpose=purpose,
         channel=channel,
         sender=result.sender or sender or "",
-        metadata=metadata,
+        metadata={**(metadata or {}), **result.metadata},
         delivery_status=result.delivery_status,
         provider_status=result.provider_status,
         message_id=message_id,

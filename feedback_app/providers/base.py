@@ -49,6 +49,9 @@ class SendResult:
     provider_status: str = ""
     #: The sender the provider used, when the caller let it choose.
     sender: str = ""
+    #: Provider facts needed later (e.g. the Chime channel to poll); merged into
+    #: ``Message.metadata``. Never the body or a clear phone number.
+    metadata: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
