@@ -1,0 +1,519 @@
+"""The outbox: a confirmation's provider call is written with it, delivered after commit, retried,
+given up on, fenced against stale workers, and never lost when the queue drops its task."""
+
+from __future__ import annotations
+
+import random
+import threading
+from datetime import datetime, timedelta
+
+import pytest
+from django.db import connection, transaction
+from django.utils import timezone
+
+from feedback_app import outbox, services, tasks
+from feedback_app.conf import app_settings
+from feedback_app.models import Message, ProviderCall
+from feedback_app.providers import PermanentError, RetryableError, locmem
+from feedback_app.states import CallState, Feedback, Operation
+
+from .factories import make_message
+
+pytestmark = pytest.mark.django_db
+
+
+class Clock:
+    """A controllable ``timezone.now``."""
+
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> datetime:
+        self.now += timedelta(**delta)
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch) -> Clock:
+    clock = Clock(timezone.now())
+    monkeypatch.setattr(timezone, "now", clock)
+    return clock
+
+
+@pytest.fixture
+def retry_settings(settings):
+    """Override some RETRY knobs for one test (the rest keep their defaults)."""
+
+    def apply(**retry: float) -> None:
+        settings.FEEDBACK_APP = {**settings.FEEDBACK_APP, "RETRY": retry}
+
+    return apply
+
+
+def only_call(message: Message) -> ProviderCall:
+    return ProviderCall.objects.get(message=message)
+
+
+def confirm_and_commit(message: Message, capture) -> ProviderCall:
+    """Confirm, then run the on-commit hooks (the enqueue; django-q2 runs the task inline)."""
+    with capture(execute=True):
+        assert services.confirm(message) is True
+    return ProviderCall.objects.filter(message=message).latest("pk")
+
+
+def reported(message: Message) -> list[str]:
+    """Outcomes the locmem provider received for ``message``, in order."""
+    pmid = message.provider_message_id
+    return [r["outcome"] for r in locmem.reports if r["provider_message_id"] == pmid]
+
+
+# Writing the call ----------------------------------------------------------------------------
+
+
+def test_confirm_writes_one_pending_report_call_in_its_transaction():
+    message = make_message()
+    services.confirm(message)
+    call = only_call(message)
+    assert call.operation == Operation.REPORT_FEEDBACK
+    assert call.provider == "locmem"
+    assert call.payload == {"outcome": "confirmed"}
+    assert call.state == CallState.PENDING
+    assert call.attempts == 0
+    assert call.next_attempt_at <= timezone.now()
+    assert not locmem.reports  # nothing is delivered before commit
+
+
+def test_call_is_rolled_back_with_the_confirmation():
+    message = make_message()
+    with pytest.raises(RuntimeError), transaction.atomic():
+        services.confirm(message)
+        assert ProviderCall.objects.filter(message=message).count() == 1
+        raise RuntimeError("the caller's transaction fails after confirm()")
+    assert not ProviderCall.objects.exists()
+    assert Message.objects.get(pk=message.pk).feedback == Feedback.PENDING
+
+
+def test_call_is_delivered_after_commit_exactly_once(django_capture_on_commit_callbacks):
+    message = make_message()
+    call = confirm_and_commit(message, django_capture_on_commit_callbacks)
+    assert call.state == CallState.SUCCEEDED
+    assert call.attempts == 1
+    assert call.completed_at is not None
+    assert call.locked_until is None
+    assert locmem.reports == [
+        {
+            "provider_message_id": message.provider_message_id,
+            "outcome": "confirmed",
+            "idempotency_key": str(call.idempotency_key),
+        }
+    ]
+
+
+def test_confirming_again_writes_no_second_call(django_capture_on_commit_callbacks):
+    message = make_message()
+    confirm_and_commit(message, django_capture_on_commit_callbacks)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.confirm(message) is False
+    assert ProviderCall.objects.filter(message=message).count() == 1
+    assert len(locmem.reports) == 1
+
+
+def test_no_call_when_feedback_was_not_requested_or_the_provider_takes_no_reports():
+    opted_out = make_message(feedback_requested=False)
+    silent = make_message(provider="silent")
+    services.confirm(opted_out)
+    services.confirm(silent)
+    assert not ProviderCall.objects.exists()
+
+
+# Retries ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("attempts", "ceiling"),
+    [(0, 5), (1, 5), (2, 10), (3, 20), (7, 320), (8, 600), (40, 600)],
+)
+def test_backoff_is_full_jitter_below_an_exponential_ceiling_capped_at_max_delay(
+    monkeypatch, attempts, ceiling
+):
+    monkeypatch.setattr(random, "uniform", lambda low, high: high)
+    assert outbox.backoff(attempts) == timedelta(seconds=ceiling)
+    monkeypatch.setattr(random, "uniform", lambda low, high: low)
+    assert outbox.backoff(attempts) == timedelta(0)
+
+
+def test_backoff_spreads_retries_over_the_whole_window():
+    random.seed(20240601)
+    waits = [outbox.backoff(4).total_seconds() for _ in range(300)]
+    assert all(0 <= wait <= 40 for wait in waits)
+    assert min(waits) < 5 and max(waits) > 35
+    assert len(set(waits)) > 250
+
+
+def test_retryable_error_puts_the_call_back_to_pending_with_backoff(
+    clock, django_capture_on_commit_callbacks
+):
+    locmem.fail_next(1, RetryableError("Too many requests", code=429))
+    message = make_message()
+    call = confirm_and_commit(message, django_capture_on_commit_callbacks)
+    assert call.state == CallState.PENDING
+    assert call.attempts == 1
+    assert call.last_error == "Too many requests"
+    assert call.last_error_code == "429"
+    assert call.locked_until is None
+    assert call.completed_at is None
+    # First retry: full jitter in (now, now + BASE_DELAY].
+    assert clock.now <= call.next_attempt_at <= clock.now + timedelta(seconds=5)
+    assert not locmem.reports
+
+
+def test_retry_waits_grow_but_never_exceed_max_delay(clock, monkeypatch, retry_settings):
+    retry_settings(BASE_DELAY=10, MAX_DELAY=60)
+    monkeypatch.setattr(random, "uniform", lambda low, high: high)
+    message = make_message()
+    services.confirm(message)
+    call = only_call(message)
+    locmem.fail_next(6)
+    waits = []
+    for _ in range(6):
+        assert outbox.deliver(call.pk) == CallState.PENDING
+        call.refresh_from_db()
+        waits.append((call.next_attempt_at - clock.now).total_seconds())
+        assert outbox.deliver(call.pk) is None  # not due yet
+        clock.now = call.next_attempt_at
+    assert waits == [10, 20, 40, 60, 60, 60]
+    assert call.attempts == 6
+
+
+def test_permanent_error_fails_the_call_with_the_providers_code_and_is_never_retried(
+    clock, django_capture_on_commit_callbacks
+):
+    locmem.fail_next(1, PermanentError("The 'To' number is not a valid phone number", code=21211))
+    message = make_message()
+    call = confirm_and_commit(message, django_capture_on_commit_callbacks)
+    assert call.state == CallState.FAILED
+    assert call.last_error_code == "21211"
+    assert call.last_error == "The 'To' number is not a valid phone number"
+    assert call.attempts == 1
+    assert call.completed_at is not None
+
+    clock.advance(days=3)
+    assert outbox.due_calls() == []
+    assert tasks.sweep_outbox() == 0
+    assert outbox.deliver(call.pk) is None
+    call.refresh_from_db()
+    assert call.state == CallState.FAILED
+    assert call.attempts == 1
+    assert not locmem.reports
+
+
+def test_retryable_error_after_max_age_gives_up(clock, retry_settings):
+    retry_settings(MAX_AGE=60)
+    message = make_message()
+    services.confirm(message)
+    call = only_call(message)
+
+    locmem.fail_next(1)
+    clock.advance(seconds=30)
+    assert outbox.deliver(call.pk) == CallState.PENDING
+
+    clock.advance(seconds=31)
+    locmem.fail_next(1, RetryableError("Gateway timeout", code=504))
+    assert outbox.deliver(call.pk) == CallState.GAVE_UP
+    call.refresh_from_db()
+    assert call.state == CallState.GAVE_UP
+    assert call.attempts == 2
+    assert call.last_error == "Gateway timeout"
+    assert call.last_error_code == "504"
+    assert call.completed_at == clock.now
+
+    clock.advance(days=1)
+    assert tasks.sweep_outbox() == 0
+    assert not locmem.reports
+
+
+def test_retryable_error_on_the_last_attempt_gives_up(clock, retry_settings):
+    retry_settings(MAX_ATTEMPTS=3)
+    message = make_message()
+    services.confirm(message)
+    call = only_call(message)
+    locmem.fail_next(10)
+    states = []
+    for _ in range(3):
+        states.append(outbox.deliver(call.pk))
+        clock.advance(hours=1)
+    assert states == [CallState.PENDING, CallState.PENDING, CallState.GAVE_UP]
+
+    assert outbox.deliver(call.pk) is None
+    assert tasks.sweep_outbox() == 0
+    call.refresh_from_db()
+    assert call.state == CallState.GAVE_UP
+    assert call.attempts == 3
+    assert call.last_error_code == "503"
+    assert not locmem.reports
+
+
+def test_a_provider_that_fails_five_times_and_then_recovers_gets_the_report_exactly_once(
+    clock, django_capture_on_commit_callbacks
+):
+    locmem.fail_next(5)
+    message = make_message()
+    call = confirm_and_commit(message, django_capture_on_commit_callbacks)
+    assert call.attempts == 1
+    # The periodic sweep runs every minute; the provider is back after its fifth error.
+    for _ in range(60 * 24):
+        clock.advance(minutes=1)
+        tasks.sweep_outbox()
+        call.refresh_from_db()
+        if call.state != CallState.PENDING:
+            break
+    assert call.state == CallState.SUCCEEDED
+    assert call.attempts == 6
+    assert call.last_error == ""
+    assert reported(message) == ["confirmed"]
+
+    for _ in range(5):
+        clock.advance(minutes=10)
+        assert tasks.sweep_outbox() == 0
+    assert len(locmem.reports) == 1
+
+
+# Claims and fencing --------------------------------------------------------------------------
+
+
+def test_only_one_of_two_claims_of_a_due_call_wins():
+    message = make_message()
+    services.confirm(message)
+    call = only_call(message)
+    now = timezone.now()
+    first = outbox.claim(call.pk, now)
+    second = outbox.claim(call.pk, now)
+    assert first is not None
+    assert second is None
+    call.refresh_from_db()
+    assert call.state == CallState.IN_FLIGHT
+    assert call.attempts == 1
+    assert call.locked_until == now + timedelta(seconds=app_settings.CLAIM_TIMEOUT)
+
+
+def test_a_call_is_not_claimed_before_it_is_due():
+    message = make_message()
+    services.confirm(message)
+    call = only_call(message)
+    assert outbox.claim(call.pk, call.next_attempt_at - timedelta(seconds=1)) is None
+    assert only_call(message).state == CallState.PENDING
+
+
+def test_a_stale_claim_is_taken_over_and_the_old_workers_late_finish_is_ignored():
+    message = make_message()
+    services.confirm(message)
+    call = only_call(message)
+    start = timezone.now()
+    timeout = timedelta(seconds=app_settings.CLAIM_TIMEOUT)
+
+    old = outbox.claim(call.pk, start)
+    assert outbox.claim(call.pk, start + timeout - timedelta(seconds=1)) is None
+    new = outbox.claim(call.pk, start + timeout + timedelta(seconds=1))
+    assert new is not None
+    assert (old.attempts, new.attempts) == (1, 2)
+
+    # The first worker wakes up and tries to record its outcome: its claim is gone.
+    assert outbox._finish(old, state=CallState.FAILED, last_error="late") is False
+    call.refresh_from_db()
+    assert (call.state, call.attempts, call.last_error) == (CallState.IN_FLIGHT, 2, "")
+
+    assert outbox._finish(new, state=CallState.SUCCEEDED, completed_at=timezone.now()) is True
+    call.refresh_from_db()
+    assert call.state == CallState.SUCCEEDED
+    assert outbox._finish(old, state=CallState.FAILED) is False
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_claims_of_one_call_have_exactly_one_winner(monkeypatch):
+    monkeypatch.setattr(outbox, "enqueue", lambda call_ids: 0)  # leave the call to the threads
+    message = make_message()
+    services.confirm(message)
+    call = only_call(message)
+    workers = 8
+    barrier = threading.Barrier(workers)
+    winners: list[int] = []
+    errors: list[BaseException] = []
+
+    def claim() -> None:
+        try:
+            barrier.wait()
+            if outbox.claim(call.pk) is not None:
+                winners.append(threading.get_ident())
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=claim) for _ in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert len(winners) == 1
+    call.refresh_from_db()
+    assert (call.state, call.attempts) == (CallState.IN_FLIGHT, 1)
+
+
+# Superseded reports ----------------------------------------------------------------------------
+
+
+def test_an_older_pending_report_is_superseded_by_a_newer_one():
+    message = make_message()
+    services.fail(message)
+    older = only_call(message)
+    assert older.payload == {"outcome": "failed"}
+    services.confirm(message)
+    newer = ProviderCall.objects.filter(message=message).latest("pk")
+    older.refresh_from_db()
+    assert older.state == CallState.SUPERSEDED
+    assert newer.payload == {"outcome": "confirmed"}
+
+    assert outbox.deliver(older.pk) is None
+    assert outbox.deliver(newer.pk) == CallState.SUCCEEDED
+    assert reported(message) == ["confirmed"]
+
+
+def test_an_in_flight_older_report_is_not_delivered_once_a_newer_one_exists(clock):
+    message = make_message()
+    services.fail(message)
+    older = only_call(message)
+    assert outbox.claim(older.pk) is not None  # its worker then dies
+    services.confirm(message)
+
+    clock.advance(seconds=app_settings.CLAIM_TIMEOUT + 1)
+    tasks.sweep_outbox()
+    states = dict(ProviderCall.objects.filter(message=message).values_list("pk", "state"))
+    assert states[older.pk] == CallState.SUPERSEDED
+    assert sorted(states.values()) == [CallState.SUCCEEDED, CallState.SUPERSEDED]
+    assert reported(message) == ["confirmed"]
+
+
+# Re-queueing -----------------------------------------------------------------------------------
+
+
+def test_retry_calls_requeues_failed_and_given_up_calls(
+    django_capture_on_commit_callbacks, retry_settings
+):
+    retry_settings(MAX_ATTEMPTS=1)
+    refused, throttled, fine = make_message(), make_message(), make_message()
+    locmem.fail_next(1, PermanentError("Authenticate", code=20003))
+    assert confirm_and_commit(refused, django_capture_on_commit_callbacks).state == "failed"
+    locmem.fail_next(1)
+    assert confirm_and_commit(throttled, django_capture_on_commit_callbacks).state == "gave_up"
+    assert confirm_and_commit(fine, django_capture_on_commit_callbacks).state == "succeeded"
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert outbox.retry_calls(queryset=ProviderCall.objects.all()) == 2
+    calls = {c.message_id: c for c in ProviderCall.objects.all()}
+    assert {c.state for c in calls.values()} == {CallState.SUCCEEDED}
+    assert calls[refused.pk].attempts == 1
+    assert calls[refused.pk].completed_at is not None
+    assert sorted(r["provider_message_id"] for r in locmem.reports) == sorted(
+        m.provider_message_id for m in (refused, throttled, fine)
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        assert outbox.retry_calls(ProviderCall.objects.all()) == 0
+    assert len(locmem.reports) == 3
+
+
+def test_retry_calls_restarts_the_max_age_clock(clock, retry_settings):
+    retry_settings(MAX_AGE=60)
+    message = make_message()
+    services.confirm(message)
+    call = only_call(message)
+    clock.advance(seconds=120)
+    locmem.fail_next(1)
+    assert outbox.deliver(call.pk) == CallState.GAVE_UP
+
+    assert outbox.retry_calls([call]) == 1
+    locmem.fail_next(1)
+    assert outbox.deliver(call.pk) == CallState.PENDING  # not too old any more
+    clock.advance(seconds=10)
+    assert outbox.deliver(call.pk) == CallState.SUCCEEDED
+    assert reported(message) == ["confirmed"]
+
+
+# No loss -----------------------------------------------------------------------------------------
+
+
+def _broken(*args, **kwargs):
+    raise ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+
+@pytest.mark.parametrize("broken", ["django_q.tasks.async_task", "django_q.brokers.get_broker"])
+def test_when_the_broker_is_down_the_sweep_delivers_the_call_exactly_once(
+    broken, clock, monkeypatch, django_capture_on_commit_callbacks
+):
+    message = make_message()
+    with monkeypatch.context() as patch:
+        patch.setattr(broken, _broken)
+        with django_capture_on_commit_callbacks(execute=True) as hooks:
+            assert services.confirm(message) is True  # the enqueue failure does not raise
+        assert hooks  # the enqueue did run, and failed
+    message.refresh_from_db()
+    assert message.feedback == Feedback.CONFIRMED
+    call = only_call(message)
+    assert (call.state, call.attempts) == (CallState.PENDING, 0)
+    assert not locmem.reports
+
+    # Within the grace the sweep leaves the call to the task enqueued on commit.
+    clock.advance(seconds=app_settings.SWEEP_GRACE - 1)
+    assert tasks.sweep_outbox() == 0
+    assert not locmem.reports
+
+    clock.advance(seconds=2)
+    assert tasks.sweep_outbox() == 1
+    assert reported(message) == ["confirmed"]
+    call.refresh_from_db()
+    assert (call.state, call.attempts) == (CallState.SUCCEEDED, 1)
+
+    clock.advance(minutes=5)
+    assert tasks.sweep_outbox() == 0
+    assert len(locmem.reports) == 1
+
+
+def test_when_the_worker_dies_holding_a_call_the_sweep_delivers_it_exactly_once(clock):
+    message = make_message()
+    services.confirm(message)
+    call = only_call(message)
+    assert outbox.claim(call.pk) is not None  # the worker is killed before calling the provider
+
+    clock.advance(seconds=app_settings.CLAIM_TIMEOUT - 1)
+    assert tasks.sweep_outbox() == 0
+    clock.advance(seconds=2)
+    assert tasks.sweep_outbox() == 1
+    assert tasks.sweep_outbox() == 0
+    call.refresh_from_db()
+    assert (call.state, call.attempts) == (CallState.SUCCEEDED, 2)
+    assert reported(message) == ["confirmed"]
+
+
+def test_enqueue_failure_is_logged_and_counts_nothing(monkeypatch, caplog):
+    monkeypatch.setattr("django_q.brokers.get_broker", _broken)
+    assert outbox.enqueue([1, 2, 3]) == 0
+    assert "could not enqueue" in caplog.text
+
+
+# Misconfiguration ------------------------------------------------------------------------------
+
+
+def test_a_call_for_a_provider_no_longer_configured_fails_with_not_configured():
+    message = make_message()
+    services.confirm(message)
+    call = only_call(message)
+    ProviderCall.objects.filter(pk=call.pk).update(provider="retired")
+    assert outbox.deliver(call.pk) == CallState.FAILED
+    call.refresh_from_db()
+    assert call.state == CallState.FAILED
+    assert call.last_error_code == "not_configured"
+    assert "retired" in call.last_error
+    assert not locmem.reports
