@@ -113,7 +113,13 @@ def _check_windows(windows: Any) -> list:
 
 
 def _check_retry(retry: Any) -> list:
-    bad = [k for k, v in retry.items() if not isinstance(v, int | float) or v <= 0]
+    if not isinstance(retry, dict):
+        return [Error("FEEDBACK_APP['RETRY'] must be a dict.", id=f"{PREFIX}.E010")]
+    bad = [
+        k
+        for k, v in retry.items()
+        if isinstance(v, bool) or not isinstance(v, int | float) or v <= 0
+    ]
     unknown = [k for k in retry if k not in DEFAULTS["RETRY"]]
     if bad or unknown:
         return [
@@ -130,7 +136,9 @@ def _check_positive_ints(names: list[str]) -> list:
     return [
         Error(f"FEEDBACK_APP['{name}'] must be a positive integer.", id=f"{PREFIX}.E011")
         for name in names
-        if not isinstance(getattr(app_settings, name), int) or getattr(app_settings, name) <= 0
+        if isinstance(getattr(app_settings, name), bool)
+        or not isinstance(getattr(app_settings, name), int)
+        or getattr(app_settings, name) <= 0
     ]
 
 

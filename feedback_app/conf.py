@@ -67,7 +67,9 @@ class AppSettings:
 
     @property
     def user_settings(self) -> dict[str, Any]:
-        return getattr(settings, "FEEDBACK_APP", {}) or {}
+        user = getattr(settings, "FEEDBACK_APP", {}) or {}
+        # Not a dict: the defaults apply, and the system checks report it (E003).
+        return user if isinstance(user, dict) else {}
 
     def merged(self) -> dict[str, Any]:
         if self._cache is None:
@@ -75,8 +77,10 @@ class AppSettings:
             user = self.user_settings
             merged.update(user)
             # Nested dicts merge one level deep so a project can override one retry knob.
+            # A value that is not a dict is kept as given, for the system checks to report.
             for key in ("RETRY", "SCHEDULES"):
-                merged[key] = {**DEFAULTS[key], **user.get(key, {})}
+                value = user.get(key, {})
+                merged[key] = {**DEFAULTS[key], **value} if isinstance(value, dict) else value
             self._cache = merged
         return self._cache
 

@@ -40,22 +40,29 @@ def expire_batch(now: datetime) -> tuple[int, list[int], list[uuid.UUID]]:
     batch = int(app_settings.EXPIRE_BATCH)
     providers = reporting_providers("failed")
     db_now = connection.ops.adapt_datetimefield_value(now)
+    # Earlier batches of the same run share ``now``; this batch's rows are the ones above these.
+    last_call = _last_pk(ProviderCall)
+    last_event = _last_pk(MessageEvent)
     if connection.vendor == "postgresql":
         count = _expire_postgresql(db_now, batch, providers)
     else:
         count = _expire_generic(db_now, batch, providers)
     if not count:
         return 0, [], []
-    # Rows written by this batch carry its exact timestamp.
+    # Rows written by this batch carry its exact timestamp and ids above the last ones before it.
     call_ids = list(
         ProviderCall.objects.filter(
-            created_at=now, state=CallState.PENDING, operation=Operation.REPORT_FEEDBACK
+            pk__gt=last_call,
+            created_at=now,
+            state=CallState.PENDING,
+            operation=Operation.REPORT_FEEDBACK,
         ).values_list("pk", flat=True)
     )
     message_ids: list[uuid.UUID] = []
     if feedback_changed.has_listeners():
         message_ids = list(
             MessageEvent.objects.filter(
+                pk__gt=last_event,
                 created_at=now,
                 kind=EventKind.FEEDBACK,
                 to_value=Feedback.EXPIRED,
@@ -63,6 +70,10 @@ def expire_batch(now: datetime) -> tuple[int, list[int], list[uuid.UUID]]:
             ).values_list("message_id", flat=True)
         )
     return count, call_ids, message_ids
+
+
+def _last_pk(model: type[MessageEvent] | type[ProviderCall]) -> int:
+    return model.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
 
 
 def _expire_postgresql(db_now: object, batch: int, providers: list[str]) -> int:
@@ -96,7 +107,10 @@ def _expire_postgresql(db_now: object, batch: int, providers: list[str]) -> int:
 
 
 def _expire_generic(db_now: object, batch: int, providers: list[str]) -> int:
+    # Without the list: SQLite binds no lists, and Django's debug cursor (DEBUG=True) quotes
+    # every value of the dict when it logs the query. The providers go in one by one below.
     params = _params(db_now, batch, providers)
+    del params["providers"]
     due = f"""
         SELECT id FROM {M}
         WHERE feedback = %(pending)s AND feedback_deadline <= %(now)s

@@ -274,12 +274,14 @@ def _change_feedback(
                 detail=detail,
             )
             outbox.add_report(msg, "confirmed" if target == Feedback.CONFIRMED else "failed", now)
+            # Fresh before the signal is queued: in autocommit it is sent when this block exits.
+            msg.refresh_from_db()
             _on_commit_send(
                 signals.feedback_changed, message=msg, old=current, new=target, source=source
             )
             changed = True
             break
-    if passed_instance or changed:
+    if passed_instance and not changed:
         msg.refresh_from_db()
     return changed
 
@@ -372,6 +374,9 @@ def record_delivery(
                 created_at=at,
                 detail={"provider_status": provider_status, **(detail or {})},
             )
+            # Receivers (sent when this block commits) see the message as it now is.
+            for field, value in updates.items():
+                setattr(msg, field, value)
             _on_commit_send(
                 signals.delivery_changed, message=msg, old=current, new=status, source=source
             )

@@ -1,0 +1,241 @@
+"""System checks: each bad FEEDBACK_APP (or Q_CLUSTER) setting is reported by its id, and the
+test settings are clean."""
+
+from __future__ import annotations
+
+from io import StringIO
+
+import pytest
+from django.core.checks import Error, Warning, run_checks
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+
+GOOD_KEY = "a-long-enough-hash-key-0123456789"
+
+
+def app_issues() -> list:
+    return [issue for issue in run_checks() if issue.id.startswith("feedback_app.")]
+
+
+def app_ids() -> list[str]:
+    return sorted(issue.id for issue in app_issues())
+
+
+@pytest.fixture
+def feedback_app(settings):
+    """Set FEEDBACK_APP to the test settings plus the overrides given."""
+
+    def apply(**overrides):
+        settings.FEEDBACK_APP = {**settings.FEEDBACK_APP, **overrides}
+
+    return apply
+
+
+def test_the_test_settings_have_no_feedback_app_issues():
+    assert app_issues() == []
+    out, err = StringIO(), StringIO()
+    call_command("check", stdout=out, stderr=err)
+    assert "feedback_app." not in out.getvalue() + err.getvalue()
+
+
+@pytest.mark.parametrize("key", [None, ""])
+def test_missing_hash_key_is_e001(feedback_app, key):
+    feedback_app(HASH_KEY=key)
+    assert app_ids() == ["feedback_app.E001"]
+    assert all(isinstance(issue, Error) for issue in app_issues())
+
+
+def test_hash_key_left_out_entirely_is_e001(settings):
+    settings.FEEDBACK_APP = {k: v for k, v in settings.FEEDBACK_APP.items() if k != "HASH_KEY"}
+    assert app_ids() == ["feedback_app.E001"]
+
+
+def test_check_command_fails_on_a_missing_hash_key(feedback_app):
+    feedback_app(HASH_KEY=None)
+    with pytest.raises(SystemCheckError, match=r"feedback_app\.E001"):
+        call_command("check", stdout=StringIO(), stderr=StringIO())
+
+
+@pytest.mark.parametrize("key", ["short", "x" * 15, 1234567890123456789, ["x" * 20]])
+def test_short_or_non_string_hash_key_is_e002(feedback_app, key):
+    feedback_app(HASH_KEY=key)
+    assert app_ids() == ["feedback_app.E002"]
+
+
+@pytest.mark.parametrize("key", ["x" * 16, b"y" * 32])
+def test_a_hash_key_of_16_characters_or_more_is_accepted(feedback_app, key):
+    feedback_app(HASH_KEY=key)
+    assert app_ids() == []
+
+
+@pytest.mark.parametrize("value", ["not a dict", ["HASH_KEY"], 5])
+def test_feedback_app_that_is_not_a_dict_is_e003_not_a_crash(settings, value):
+    settings.FEEDBACK_APP = value
+    assert "feedback_app.E003" in app_ids()
+
+
+def test_unknown_key_is_e004_and_names_it(feedback_app):
+    feedback_app(HASH_KEYS="typo")
+    (issue,) = app_issues()
+    assert issue.id == "feedback_app.E004"
+    assert "HASH_KEYS" in issue.msg
+
+
+@pytest.mark.parametrize("providers", [{}, None, ["locmem"]])
+def test_no_providers_is_e005(feedback_app, providers):
+    feedback_app(PROVIDERS=providers)
+    assert app_ids() == ["feedback_app.E005"]
+
+
+def test_provider_settings_that_are_not_a_dict_are_e006(feedback_app):
+    feedback_app(PROVIDERS={"locmem": "yes"})
+    assert app_ids() == ["feedback_app.E006"]
+
+
+def test_unknown_provider_key_without_backend_is_e007(feedback_app):
+    feedback_app(PROVIDERS={"locmem": {}, "carrier_pigeon": {"API_KEY": "k"}})
+    (issue,) = app_issues()
+    assert issue.id == "feedback_app.E007"
+    assert "carrier_pigeon" in issue.msg
+
+
+def test_builtin_provider_key_needs_no_backend(feedback_app):
+    feedback_app(PROVIDERS={"locmem": {}})
+    assert app_ids() == []
+
+
+@pytest.mark.parametrize(
+    "backend",
+    [
+        "no_such_package.providers.Backend",
+        "feedback_app.providers.locmem.NoSuchProvider",
+        "notadottedpath",
+    ],
+)
+def test_unimportable_backend_is_e008(feedback_app, backend):
+    feedback_app(PROVIDERS={"locmem": {}, "custom": {"BACKEND": backend}})
+    (issue,) = app_issues()
+    assert issue.id == "feedback_app.E008"
+    assert "custom" in issue.msg
+
+
+@pytest.mark.parametrize(
+    "windows",
+    [
+        {"*": 0},
+        {"*": -60},
+        {"*": "600"},
+        {"*": 600, "locmem:otp": 1.5},
+        {"*": True},
+        {"*": None},
+        [("*", 600)],
+        600,
+    ],
+)
+def test_bad_feedback_windows_are_e009(feedback_app, windows):
+    feedback_app(FEEDBACK_WINDOWS=windows)
+    assert app_ids() == ["feedback_app.E009"]
+
+
+@pytest.mark.parametrize(
+    "retry",
+    [
+        {"BASE_DELAY": 0},
+        {"MAX_DELAY": -1},
+        {"MAX_AGE": "1d"},
+        {"MAX_ATTEMPTS": None},
+        {"MAX_ATTEMPTS": True},
+        {"BACKOFF": 2},
+        None,
+        5,
+    ],
+)
+def test_bad_retry_settings_are_e010_not_a_crash(feedback_app, retry):
+    feedback_app(RETRY=retry)
+    assert app_ids() == ["feedback_app.E010"]
+
+
+def test_partial_retry_settings_merge_over_the_defaults(feedback_app):
+    feedback_app(RETRY={"MAX_ATTEMPTS": 3, "BASE_DELAY": 0.5})
+    assert app_ids() == []
+
+
+@pytest.mark.parametrize("name", ["CLAIM_TIMEOUT", "SWEEP_BATCH", "SWEEP_GRACE", "EXPIRE_BATCH"])
+@pytest.mark.parametrize("value", [0, -5, "10", 2.5, None, True])
+def test_bad_integer_settings_are_e011(settings, feedback_app, name, value):
+    feedback_app(**{name: value})
+    # Keep Q_CLUSTER out of it: a bad CLAIM_TIMEOUT must be reported on its own.
+    settings.Q_CLUSTER = {"sync": True}
+    issues = app_issues()
+    assert [issue.id for issue in issues] == ["feedback_app.E011"]
+    assert name in issues[0].msg
+
+
+@pytest.mark.parametrize(("timeout", "retry"), [(60, 60), (60, 30)])
+def test_q_cluster_retry_not_above_timeout_is_w001(settings, timeout, retry):
+    settings.Q_CLUSTER = {"name": "t", "timeout": timeout, "retry": retry}
+    issues = app_issues()
+    assert [issue.id for issue in issues] == ["feedback_app.W001"]
+    assert isinstance(issues[0], Warning)
+
+
+def test_q_cluster_default_retry_not_above_timeout_is_w001(settings):
+    # django-q2's default retry is 60 seconds.
+    settings.Q_CLUSTER = {"name": "t", "timeout": 60}
+    assert app_ids() == ["feedback_app.W001"]
+
+
+@pytest.mark.parametrize("timeout", [90, 120])
+def test_q_cluster_timeout_not_below_claim_timeout_is_w002(settings, feedback_app, timeout):
+    feedback_app(CLAIM_TIMEOUT=90)
+    settings.Q_CLUSTER = {"name": "t", "timeout": timeout, "retry": 300}
+    issues = app_issues()
+    assert [issue.id for issue in issues] == ["feedback_app.W002"]
+    assert isinstance(issues[0], Warning)
+
+
+def test_q_cluster_warnings_come_together_and_do_not_fail_the_check_command(settings):
+    settings.Q_CLUSTER = {"name": "t", "timeout": 100, "retry": 100}
+    assert app_ids() == ["feedback_app.W001", "feedback_app.W002"]
+    err = StringIO()
+    call_command("check", stdout=StringIO(), stderr=err)
+    assert "feedback_app.W001" in err.getvalue()
+    assert "feedback_app.W002" in err.getvalue()
+
+
+@pytest.mark.parametrize(
+    "q_cluster",
+    [
+        {"name": "t", "timeout": 60, "retry": 120},
+        {"name": "t"},
+        {"name": "t", "timeout": 100, "retry": 100, "sync": True},
+        {},
+    ],
+    ids=["timeout<claim<retry", "no-timeout", "sync", "empty"],
+)
+def test_sound_or_sync_q_cluster_has_no_warnings(settings, q_cluster):
+    settings.Q_CLUSTER = q_cluster
+    assert app_ids() == []
+
+
+def test_several_problems_are_all_reported(settings):
+    settings.FEEDBACK_APP = {
+        "HASH_KEY": "short",
+        "PROVIDERS": {},
+        "FEEDBACK_WINDOWS": {"*": 0},
+        "RETRY": {"BASE_DELAY": -1},
+        "EXPIRE_BATCH": 0,
+        "COLOR": "blue",
+    }
+    assert app_ids() == [
+        "feedback_app.E002",
+        "feedback_app.E004",
+        "feedback_app.E005",
+        "feedback_app.E009",
+        "feedback_app.E010",
+        "feedback_app.E011",
+    ]
+    with pytest.raises(SystemCheckError) as excinfo:
+        call_command("check", stdout=StringIO(), stderr=StringIO())
+    for code in ("E002", "E004", "E005", "E009", "E010", "E011"):
+        assert f"feedback_app.{code}" in str(excinfo.value)

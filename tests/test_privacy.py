@@ -1,0 +1,193 @@
+"""No message body, code or clear recipient is stored in the database or written to a log.
+
+Bodies carry one-time codes; recipients are stored as a keyed hash, a masked form and a country.
+After a message goes through its whole life (send, delivery, confirm or fail or expiry, the
+outbox delivering the reports, django-q2 running the tasks), every column of every row of the
+app's and django-q2's tables, and every log record at DEBUG, is searched for them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import json
+import logging
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.apps import apps
+from django.db import connection
+from django.utils import timezone
+
+from feedback_app import services
+from feedback_app.models import Message
+from feedback_app.providers import PermanentError, locmem
+from feedback_app.states import Channel, Delivery, Feedback
+
+from .factories import NUMBERS
+
+pytestmark = pytest.mark.django_db
+
+CODE = "123456"
+BODY = f"Your code is {CODE}"
+
+#: recipient as given, and every clear form of it that must not be stored.
+CASES = {
+    "sms": {
+        "channel": Channel.SMS,
+        "to": NUMBERS["US"],
+        "secrets": [NUMBERS["US"], NUMBERS["US"][1:], "2015550123", "201-555-0123"],
+    },
+    "whatsapp": {
+        "channel": Channel.WHATSAPP,
+        "to": f"whatsapp:{NUMBERS['GB']}",
+        "secrets": [
+            f"whatsapp:{NUMBERS['GB']}",
+            NUMBERS["GB"],
+            NUMBERS["GB"][1:],
+            "7400123456",
+            "07400 123456",
+        ],
+    },
+}
+
+
+def _text(value: object) -> str | None:
+    """The searchable text of a stored value; None for types that cannot hold text."""
+    if value is None or isinstance(
+        value, bool | int | float | decimal.Decimal | dt.datetime | dt.date | uuid.UUID
+    ):
+        return None
+    if isinstance(value, dict | list | tuple):
+        return json.dumps(value, default=str)
+    if isinstance(value, bytes | memoryview):
+        return bytes(value).decode("latin-1")
+    return str(value)
+
+
+def stored_texts() -> list[tuple[str, str, str]]:
+    """(table, column, text) for every text-holding cell of feedback_app's and django-q2's."""
+    cells = []
+    models = [*apps.get_app_config("feedback_app").get_models()]
+    models += [*apps.get_app_config("django_q").get_models()]
+    for model in models:
+        if model._meta.proxy:
+            continue
+        table = model._meta.db_table
+        # Raw rows: what is really in the columns (pickled fields stay encoded here).
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT * FROM {connection.ops.quote_name(table)}")  # noqa: S608
+            names = [column[0] for column in cursor.description]
+            for row in cursor.fetchall():
+                for name, value in zip(names, row, strict=True):
+                    text = _text(value)
+                    if text:
+                        cells.append((table, name, text))
+        # Decoded by the ORM: what a pickled or JSON field holds.
+        for row in model._base_manager.values():
+            for name, value in row.items():
+                text = _text(value)
+                if text:
+                    cells.append((table, name, text))
+    return cells
+
+
+@pytest.fixture
+def all_logs(caplog):
+    """caplog at DEBUG for every logger, SQL included, including loggers that do not propagate."""
+    caplog.set_level(logging.DEBUG)
+    attached = []
+    for name in list(logging.root.manager.loggerDict):
+        logger = logging.getLogger(name)
+        caplog.set_level(logging.DEBUG, logger=name)
+        if not logger.propagate:
+            logger.addHandler(caplog.handler)
+            attached.append(logger)
+    old_debug_cursor = connection.force_debug_cursor
+    connection.force_debug_cursor = True  # django.db.backends logs every query and its params
+    yield caplog
+    connection.force_debug_cursor = old_debug_cursor
+    for logger in attached:
+        logger.removeHandler(caplog.handler)
+
+
+def logged_texts(caplog) -> list[str]:
+    texts = []
+    for record in caplog.records:
+        texts.append(record.getMessage())
+        texts.append(repr(record.args))
+        texts.append(repr(getattr(record, "params", "")))
+        texts.append(repr(getattr(record, "sql", "")))
+        if record.exc_info:
+            texts.append(logging.Formatter().formatException(record.exc_info))
+    return texts
+
+
+def live_a_whole_life(case: dict, django_capture_on_commit_callbacks) -> list[Message]:
+    """Three messages to one recipient: confirmed, failed (report refused once), expired."""
+    sent = []
+    with django_capture_on_commit_callbacks(execute=True):
+        for _ in range(3):
+            sent.append(
+                services.send(provider="locmem", to=case["to"], body=BODY, channel=case["channel"])
+            )
+    assert [entry["body"] for entry in locmem.outbox] == [BODY] * 3
+    confirmed, failed, expired = sent
+    with django_capture_on_commit_callbacks(execute=True):
+        services.record_delivery(confirmed, Delivery.DELIVERED, provider_status="delivered")
+        services.record_delivery(failed, Delivery.UNDELIVERED, provider_status="30003")
+        assert services.confirm(confirmed) is True
+        # The provider refuses one report: its error text is stored on the call.
+        locmem.fail_next(1, PermanentError("number is unreachable", code="21610"))
+        assert services.fail(failed) is True
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.expire_overdue(now=timezone.now() + timedelta(days=1)) == 1
+        assert services.confirm(expired) is True
+    states = dict(Message.objects.values_list("pk", "feedback"))
+    assert states == {
+        confirmed.pk: Feedback.CONFIRMED,
+        failed.pk: Feedback.FAILED,
+        expired.pk: Feedback.CONFIRMED,
+    }
+    # The reports really went out, so the outbox and the queue had their chance to leak.
+    assert {r["outcome"] for r in locmem.reports} == {"confirmed", "failed"}
+    return sent
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_no_body_code_or_clear_number_is_stored_anywhere(case, django_capture_on_commit_callbacks):
+    live_a_whole_life(CASES[case], django_capture_on_commit_callbacks)
+    cells = stored_texts()
+    assert cells, "nothing was stored at all"
+    for secret in [BODY, CODE, *CASES[case]["secrets"]]:
+        leaks = [(table, column) for table, column, text in cells if secret in text]
+        assert not leaks, f"{secret!r} stored in {leaks}"
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_no_body_code_or_clear_number_is_logged(case, all_logs, django_capture_on_commit_callbacks):
+    live_a_whole_life(CASES[case], django_capture_on_commit_callbacks)
+    texts = logged_texts(all_logs)
+    # The queries were logged, so a leak through SQL parameters would show.
+    assert any("feedback_app_message" in text for text in texts)
+    for secret in [BODY, CODE, *CASES[case]["secrets"]]:
+        leaks = [text for text in texts if secret in text]
+        assert not leaks, f"{secret!r} logged: {leaks[:3]}"
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_what_is_stored_of_the_recipient_is_the_hash_mask_and_country(case):
+    message = services.send(
+        provider="locmem", to=CASES[case]["to"], body=BODY, channel=CASES[case]["channel"]
+    )
+    same = services.send(
+        provider="locmem", to=CASES[case]["to"], body=BODY, channel=CASES[case]["channel"]
+    )
+    assert len(message.recipient_hash) == 64
+    # The keyed hash finds every message to one recipient.
+    assert message.recipient_hash == same.recipient_hash
+    assert message.recipient_masked.count("*") >= 6
+    assert message.country in {"US", "GB"}
+    # The provider, and only the provider, got the clear number in E.164.
+    assert locmem.outbox[-1]["to"] == CASES[case]["secrets"][0].removeprefix("whatsapp:")
