@@ -46,12 +46,16 @@ def poll_open_statuses(now: datetime | None = None) -> int:
             continue
         if update is None:
             continue
-        changed += services.record_delivery(
-            message,
-            update.delivery_status,
-            provider_status=update.provider_status,
-            at=update.at,
-            source=Source.POLL,
-            detail=update.detail,
-        )
+        try:
+            changed += services.record_delivery(
+                message,
+                update.delivery_status,
+                provider_status=update.provider_status,
+                at=update.at,
+                source=Source.POLL,
+                detail=update.detail,
+            )
+        except Message.DoesNotExist:
+            # Deleted (a retention job, the admin) while the provider was being asked.
+            continue
     return changed
