@@ -1,0 +1,1 @@
+"""Management commands (``manage.py feedback_*``)."""

@@ -1,0 +1,1 @@
+"""The ``manage.py feedback_*`` commands, one module each."""
