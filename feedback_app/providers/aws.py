@@ -5,7 +5,8 @@ Settings read from the provider's entry in ``FEEDBACK_APP["PROVIDERS"]``: ``REGI
 ``AWS_DEFAULT_REGION`` / profile), ``ENDPOINT_URL`` (a local fake or a VPC endpoint; unset: the real
 service), ``ACCESS_KEY_ID`` / ``SECRET_ACCESS_KEY`` / ``SESSION_TOKEN`` (else boto3's usual
 credential chain: environment, shared files, instance or task role), ``CONNECT_TIMEOUT``,
-``READ_TIMEOUT`` and ``MAX_ATTEMPTS`` (botocore's own retries, "standard" mode).
+``READ_TIMEOUT`` and ``MAX_ATTEMPTS`` (botocore's own retries after the first attempt, "standard"
+mode).
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ if TYPE_CHECKING:
 #: ends well inside the outbox's CLAIM_TIMEOUT (90 s), so no second worker takes the call over.
 DEFAULT_CONNECT_TIMEOUT = 5
 DEFAULT_READ_TIMEOUT = 10
-#: Total attempts per call, the first included (botocore's "standard" mode default). The outbox
-#: retries again later, so the SDK only needs to ride out a brief blip.
-DEFAULT_MAX_ATTEMPTS = 3
+#: botocore's ``retries["max_attempts"]``: retries *after* the first attempt (botocore stores it
+#: as ``total_max_attempts`` = this + 1). Two, so three attempts in all, like "standard" mode's
+#: default; the outbox retries again later, so the SDK only needs to ride out a brief blip.
+DEFAULT_MAX_ATTEMPTS = 2
 
 #: Error codes worth trying again later: throttling and server-side failures, as named by the
 #: services we use (SMS Voice v2: Throttling/InternalServer; Chime: ThrottledClient/
