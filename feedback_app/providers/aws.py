@@ -5,8 +5,8 @@ Settings read from the provider's entry in ``FEEDBACK_APP["PROVIDERS"]``: ``REGI
 ``AWS_DEFAULT_REGION`` / profile), ``ENDPOINT_URL`` (a local fake or a VPC endpoint; unset: the real
 service), ``ACCESS_KEY_ID`` / ``SECRET_ACCESS_KEY`` / ``SESSION_TOKEN`` (else boto3's usual
 credential chain: environment, shared files, instance or task role), ``CONNECT_TIMEOUT``,
-``READ_TIMEOUT`` and ``MAX_ATTEMPTS`` (botocore's own retries after the first attempt, "standard"
-mode).
+``READ_TIMEOUT`` and ``MAX_ATTEMPTS`` (attempts per call in botocore's "standard" retry mode, the
+first included: 1 turns the SDK's own retries off).
 """
 
 from __future__ import annotations
@@ -28,10 +28,9 @@ if TYPE_CHECKING:
 #: ends well inside the outbox's CLAIM_TIMEOUT (90 s), so no second worker takes the call over.
 DEFAULT_CONNECT_TIMEOUT = 5
 DEFAULT_READ_TIMEOUT = 10
-#: botocore's ``retries["max_attempts"]``: retries *after* the first attempt (botocore stores it
-#: as ``total_max_attempts`` = this + 1). Two, so three attempts in all, like "standard" mode's
-#: default; the outbox retries again later, so the SDK only needs to ride out a brief blip.
-DEFAULT_MAX_ATTEMPTS = 2
+#: Attempts per call, the first included ("standard" mode's default). The outbox retries again
+#: later, so the SDK only needs to ride out a brief blip.
+DEFAULT_MAX_ATTEMPTS = 3
 
 #: Error codes worth trying again later: throttling and server-side failures, as named by the
 #: services we use (SMS Voice v2: Throttling/InternalServer; Chime: ThrottledClient/
@@ -67,9 +66,11 @@ def make_client(service_name: str, config: Mapping[str, Any]) -> BaseClient:
         region_name=config.get("REGION") or None,
     )
     client_config = Config(
+        # total_max_attempts, not max_attempts: botocore prefers it, and it counts the first
+        # attempt as AWS_MAX_ATTEMPTS and the config file's max_attempts do.
         retries={
             "mode": "standard",
-            "max_attempts": int(config.get("MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS)),
+            "total_max_attempts": int(config.get("MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS)),
         },
         connect_timeout=config.get("CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT),
         read_timeout=config.get("READ_TIMEOUT", DEFAULT_READ_TIMEOUT),
