@@ -114,18 +114,23 @@ class ChimeFake:
     """
 
     def __init__(self, *, latency: float = 0.0) -> None:
-        #: Seconds to wait before each answer (for client timeouts).
-        self.latency = latency
-        #: message id -> message accepted.
-        self.messages: dict[str, FakeChannelMessage] = {}
-        #: Every request received, oldest first.
-        self.requests: list[FakeRequest] = []
-        self._send_status: dict[str, tuple[str, str]] = {}
-        self._tokens: dict[tuple[str, str], str] = {}
-        self._failures: deque[ChimeError] = deque()
         self._lock = threading.Lock()
+        self.reset(latency=latency)
 
     # -- configuration -----------------------------------------------------------------------
+
+    def reset(self, *, latency: float = 0.0) -> None:
+        """Forget every message, request, failure and channel setting (one server, many tests)."""
+        with self._lock:
+            #: Seconds to wait before each answer (for client timeouts).
+            self.latency = latency
+            #: message id -> message accepted.
+            self.messages: dict[str, FakeChannelMessage] = {}
+            #: Every request received, oldest first.
+            self.requests: list[FakeRequest] = []
+            self._send_status: dict[str, tuple[str, str]] = {}
+            self._tokens: dict[tuple[str, str], str] = {}
+            self._failures: deque[ChimeError] = deque()
 
     def set_send_status(self, channel_arn: str, value: str, detail: str = "") -> None:
         """Make sends to ``channel_arn`` answer ``value``.
