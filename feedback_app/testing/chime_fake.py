@@ -6,23 +6,30 @@
 rest-json shape botocore turns into the modeled exception (``client.exceptions.BadRequestException``
 ...): an ``x-amzn-ErrorType`` header and a ``{"Code": ..., "Message": ...}`` body.
 
-Example, in a host project's test::
+Example, in a host project's test (pytest-django)::
 
-    import boto3
+    import feedback_app
+    from feedback_app.tasks import poll_statuses
     from feedback_app.testing import FakeServer
     from feedback_app.testing.chime_fake import ChimeFake
 
-    fake = ChimeFake()
-    fake.set_send_status(CHANNEL_ARN, "PENDING")  # the channel has a flow: processing pending
-    with FakeServer(fake) as server, override_settings(FEEDBACK_APP={
-        ...,
-        "PROVIDERS": {"chime": {"ENDPOINT_URL": server.url, "REGION": "us-east-1",
-                                "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
-                                "CHIME_BEARER": BOT_ARN}},
-    }):
-        message = feedback_app.send(provider="chime", channel="chat", to=CHANNEL_ARN, body="...")
-        fake.settle(message.provider_message_id, "SENT")  # the processor let it through
-        feedback_app.tasks.poll_statuses()                # message.delivery_status: delivered
+    def test_otp_over_chime(settings):
+        fake = ChimeFake()
+        fake.set_send_status(CHANNEL_ARN, "PENDING")  # the channel has a flow: processing pending
+        with FakeServer(fake) as server:
+            settings.FEEDBACK_APP = {
+                **settings.FEEDBACK_APP,
+                "PROVIDERS": {"chime": {
+                    "ENDPOINT_URL": server.url, "REGION": "us-east-1",
+                    "ACCESS_KEY_ID": "test", "SECRET_ACCESS_KEY": "test",
+                    "CHIME_BEARER": BOT_ARN,
+                }},
+            }
+            message = feedback_app.send(
+                provider="chime", channel="chat", to=CHANNEL_ARN, body="Your code is 123456"
+            )
+            fake.settle(message.provider_message_id, "SENT")  # the processor let it through
+            poll_statuses()  # the message is now delivered
 
 Validation follows the service model (required members, enums, lengths, patterns); what the
 service checks beyond it (channel membership, permissions) is not modelled.
