@@ -4,6 +4,11 @@ Each provider's webhook answers at ``<provider>/`` for its built-in key and at
 ``<provider>/<key>/`` for another key configured with the same backend.
 """
 
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from .sns import SnsWebhookView
+
+urlpatterns: list = [
+    path("sns/", SnsWebhookView.as_view(default_provider="aws_sms"), name="webhook-sns"),
+    path("sns/<str:provider>/", SnsWebhookView.as_view(), name="webhook-sns-key"),
+]

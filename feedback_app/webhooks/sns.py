@@ -1,0 +1,241 @@
+"""Amazon SNS webhook for AWS End User Messaging SMS events (configuration set -> event
+destination -> SNS topic -> HTTPS subscription to this view).
+
+Three checks, all required: HTTP basic auth with the secret in the subscription URL
+(``WEBHOOK_BASIC_AUTH``), the SNS signature (``sns_signature``), and the topic allow-list
+(``SNS_TOPIC_ARNS``). A request failing any of them is refused and changes nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+from django.core.cache import cache
+from django.http import HttpRequest, HttpResponse
+
+from ..providers.base import StatusUpdate
+from ..states import Delivery
+from .base import WebhookError, WebhookView
+
+logger = logging.getLogger(__name__)
+
+#: ``eventType`` of a text message event -> normalized delivery status. Other event types
+#: (voice, media, RCS) are acknowledged and ignored.
+EVENT_STATUSES: dict[str, str] = {
+    "TEXT_PENDING": Delivery.QUEUED,
+    "TEXT_QUEUED": Delivery.QUEUED,
+    "TEXT_SENT": Delivery.SENT,
+    # Accepted by the carrier; AWS says the two are used interchangeably depending on the
+    # destination country, so both count as delivered.
+    "TEXT_SUCCESSFUL": Delivery.DELIVERED,
+    "TEXT_DELIVERED": Delivery.DELIVERED,
+    "TEXT_BLOCKED": Delivery.REJECTED,
+    "TEXT_SPAM": Delivery.REJECTED,
+    "TEXT_CARRIER_BLOCKED": Delivery.REJECTED,
+    "TEXT_PROTECT_BLOCKED": Delivery.REJECTED,
+    "TEXT_INVALID": Delivery.REJECTED,
+    "TEXT_INVALID_MESSAGE": Delivery.REJECTED,
+    "TEXT_UNREACHABLE": Delivery.UNDELIVERED,
+    "TEXT_CARRIER_UNREACHABLE": Delivery.UNDELIVERED,
+    "TEXT_TTL_EXPIRED": Delivery.UNDELIVERED,
+    # No final carrier event within 72 hours.
+    "TEXT_UNKNOWN": Delivery.UNKNOWN,
+}
+
+#: Event record fields kept in the delivery event's detail. Not the phone numbers.
+DETAIL_FIELDS = (
+    "eventType",
+    "messageStatus",
+    "messageStatusDescription",
+    "isFinal",
+    "isoCountryCode",
+    "carrierName",
+)
+
+#: Seconds an SNS MessageId is remembered. SNS retries a delivery with the same MessageId for
+#: as long as its delivery policy says (an hour at most for HTTP/S); a day covers any policy.
+DEDUPE_SECONDS = 24 * 3600
+
+CHALLENGE = {"WWW-Authenticate": 'Basic realm="feedback_app"'}
+
+
+class SnsWebhookView(WebhookView):
+    """Receives SNS deliveries of SMS event records; see the module docstring.
+
+    Provider settings: ``WEBHOOK_BASIC_AUTH`` ("user:password", also in the subscription URL),
+    ``SNS_TOPIC_ARNS`` (topics accepted; empty refuses all) and ``SNS_CONFIRM_SUBSCRIPTIONS``
+    (confirm a subscription by fetching its SubscribeURL; otherwise the URL is logged).
+    """
+
+    default_provider = "aws_sms"
+    #: The verified SNS message (the parsed body), set by ``validate_request``.
+    envelope: dict[str, Any]
+    #: Cache key marking this SNS MessageId as seen, once ``parse_updates`` marked it.
+    seen_key: str | None = None
+
+    def post(self, request: HttpRequest, provider: str | None = None) -> HttpResponse:
+        try:
+            response = super().post(request, provider)
+        except Exception:
+            self._forget_seen()
+            raise
+        # SNS retries a 5xx with the same MessageId; that retry must not look like a duplicate.
+        if response.status_code >= 500:
+            self._forget_seen()
+        return response
+
+    def validate_request(self, request: HttpRequest, provider: str, config: dict[str, Any]) -> None:
+        # Imported here: cryptography comes with the "aws" extra, and the webhook URLs must
+        # load in projects that use other providers only.
+        from . import sns_signature
+
+        check_basic_auth(request, config.get("WEBHOOK_BASIC_AUTH"))
+        if request.headers.get("x-amz-sns-rawdelivery", "").lower() == "true":
+            raise WebhookError(400, "raw message delivery is unsigned: turn it off")
+        try:
+            envelope = json.loads(request.body)
+        except ValueError as exc:
+            raise WebhookError(400, "body is not JSON") from exc
+        if not isinstance(envelope, dict) or "Signature" not in envelope:
+            raise WebhookError(403, "unsigned message")
+        topics = config.get("SNS_TOPIC_ARNS") or ()
+        if not topics:
+            logger.error(
+                "feedback_app: %s SNS_TOPIC_ARNS is empty; every topic is refused", provider
+            )
+        if envelope.get("TopicArn") not in topics:
+            raise WebhookError(403, f"topic {envelope.get('TopicArn')!r} is not in SNS_TOPIC_ARNS")
+        try:
+            sns_signature.verify(envelope)
+        except sns_signature.InvalidSignature as exc:
+            raise WebhookError(403, f"bad SNS signature: {exc}") from exc
+        except sns_signature.CertificateUnavailable as exc:
+            raise WebhookError(503, str(exc)) from exc
+        self.envelope = envelope
+
+    def parse_updates(
+        self, request: HttpRequest, provider: str, config: dict[str, Any]
+    ) -> Iterable[StatusUpdate]:
+        envelope = self.envelope
+        if not self._mark_seen(provider, envelope["MessageId"]):
+            logger.info("feedback_app: SNS message %s already handled", envelope["MessageId"])
+            return []
+        kind = envelope["Type"]
+        if kind == "SubscriptionConfirmation":
+            confirm_subscription(envelope, bool(config.get("SNS_CONFIRM_SUBSCRIPTIONS")))
+            return []
+        if kind == "UnsubscribeConfirmation":
+            logger.warning(
+                "feedback_app: %s unsubscribed from %s; events stop until it is subscribed again",
+                provider,
+                envelope["TopicArn"],
+            )
+            return []
+        update = parse_event(envelope["Message"])
+        if update is None:
+            return []
+        return [replace(update, detail={**update.detail, "sns_message_id": envelope["MessageId"]})]
+
+    # Deduplication on the SNS MessageId, in the cache rather than in MessageEvent rows: a
+    # duplicate is already harmless to the state (record_delivery never applies a status that
+    # does not rank higher), so the check only saves the repeated work, and a cache ``add`` is
+    # one atomic round trip where a lookup in event details would be an unindexed JSON query.
+    # With a per-process cache (LocMemCache) duplicates reaching another process are applied
+    # again, to the same effect.
+
+    def _mark_seen(self, provider: str, sns_message_id: str) -> bool:
+        """True the first time this SNS message is seen (and it is marked), else False."""
+        key = f"feedback_app:sns:{provider}:{sns_message_id}"
+        if not cache.add(key, 1, timeout=DEDUPE_SECONDS):
+            return False
+        self.seen_key = key
+        return True
+
+    def _forget_seen(self) -> None:
+        if self.seen_key is not None:
+            cache.delete(self.seen_key)
+            self.seen_key = None
+
+
+def check_basic_auth(request: HttpRequest, expected: str | None) -> None:
+    """Raise ``WebhookError`` unless the request carries basic auth credentials ``expected``.
+
+    A missing or wrong password answers 401 with a challenge: SNS sends the credentials of the
+    subscription URL only after being challenged.
+    """
+    if not expected:
+        logger.error("feedback_app: WEBHOOK_BASIC_AUTH is not set; the SNS webhook refuses all")
+        raise WebhookError(403, "WEBHOOK_BASIC_AUTH is not set")
+    scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
+    given = b""
+    if scheme.lower() == "basic":
+        try:
+            given = base64.b64decode(encoded.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            given = b""
+    if not hmac.compare_digest(given, expected.encode()):
+        raise WebhookError(401, "missing or wrong basic auth credentials", CHALLENGE)
+
+
+def confirm_subscription(envelope: dict[str, Any], confirm: bool) -> None:
+    """Confirm a (verified) subscription by fetching its SubscribeURL, or log the URL."""
+    from . import sns_signature
+
+    url = envelope.get("SubscribeURL")
+    if not confirm:
+        logger.warning(
+            "feedback_app: SNS subscription to %s awaits confirmation: open %s "
+            "(or set SNS_CONFIRM_SUBSCRIPTIONS)",
+            envelope["TopicArn"],
+            url,
+        )
+        return
+    if not sns_signature.is_sns_url(url):
+        raise WebhookError(403, f"SubscribeURL is not an SNS URL: {url!r}")
+    try:
+        sns_signature.fetch(url)
+    except OSError as exc:
+        # SNS sends the confirmation request again; the subscription stays pending until then.
+        raise WebhookError(503, f"could not confirm the subscription: {exc}") from exc
+    logger.info("feedback_app: confirmed the SNS subscription to %s", envelope["TopicArn"])
+
+
+def parse_event(record_json: str) -> StatusUpdate | None:
+    """The status update in an SMS event record (the SNS ``Message``), or None to ignore it."""
+    try:
+        record = json.loads(record_json)
+    except ValueError:
+        record = None
+    if not isinstance(record, dict):
+        logger.warning("feedback_app: SNS message is not an SMS event record, ignored")
+        return None
+    event_type = record.get("eventType")
+    message_id = record.get("messageId")
+    status = EVENT_STATUSES.get(event_type)
+    if status is None or not isinstance(message_id, str) or not message_id:
+        logger.info("feedback_app: SNS event %r ignored", event_type)
+        return None
+    return StatusUpdate(
+        provider_message_id=message_id,
+        delivery_status=status,
+        provider_status=event_type,
+        at=_from_milliseconds(record.get("eventTimestamp")),
+        detail={name: record[name] for name in DETAIL_FIELDS if name in record},
+    )
+
+
+def _from_milliseconds(value: object) -> datetime | None:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    try:
+        return datetime.fromtimestamp(value / 1000, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
