@@ -41,9 +41,9 @@ STATUSES: dict[str, str] = {
 CHANNEL_ARN_KEY = "chime_channel_arn"
 SUB_CHANNEL_ID_KEY = "chime_sub_channel_id"
 
-#: Per-call options of ``send`` -> the SendChannelMessage member each sets.
-OPTIONS: dict[str, str] = {
-    "chime_bearer": "ChimeBearer",
+#: Per-call options of ``send`` for optional SendChannelMessage members -> the member each sets.
+#: ``chime_bearer`` (the required ``ChimeBearer``) is the one other option.
+OPTIONAL_MEMBERS: dict[str, str] = {
     "chime_metadata": "Metadata",
     "chime_content_type": "ContentType",
     "chime_sub_channel_id": "SubChannelId",
@@ -81,7 +81,7 @@ class ChimeProvider(Provider):
             raise PermanentError(
                 f"Chime sends to chat channels, not {channel!r}", code="unsupported_channel"
             )
-        unknown = options.keys() - OPTIONS.keys()
+        unknown = options.keys() - {"chime_bearer", *OPTIONAL_MEMBERS}
         if unknown:
             raise TypeError(f"unknown Chime options: {', '.join(sorted(unknown))}")
         bearer = options.get("chime_bearer") or sender or self.config.get("CHIME_BEARER")
@@ -97,9 +97,13 @@ class ChimeProvider(Provider):
             # Our id rather than the SDK's random default: the Chime request is traceable to our
             # message, and a repeat of this send is deduplicated by Chime.
             "ClientRequestToken": uuid.UUID(message_id).hex,
-            **{member: options[name] for name, member in OPTIONS.items() if options.get(name)},
             "ChimeBearer": bearer,
         }
+        params.update(
+            (member, options[name])
+            for name, member in OPTIONAL_MEMBERS.items()
+            if options.get(name)
+        )
         response = self._call("send_channel_message", **params)
         value = response.get("Status", {}).get("Value", "")
         delivery_status = STATUSES.get(value, Delivery.QUEUED)
