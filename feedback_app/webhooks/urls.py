@@ -7,8 +7,11 @@ Each provider's webhook answers at ``<provider>/`` for its built-in key and at
 from django.urls import path
 
 from .sns import SnsWebhookView
+from .twilio import TwilioWebhookView
 
 urlpatterns: list = [
     path("sns/", SnsWebhookView.as_view(default_provider="aws_sms"), name="webhook-sns"),
     path("sns/<str:provider>/", SnsWebhookView.as_view(), name="webhook-sns-key"),
+    path("twilio/", TwilioWebhookView.as_view(), name="webhook-twilio"),
+    path("twilio/<str:provider>/", TwilioWebhookView.as_view(), name="webhook-twilio-key"),
 ]
