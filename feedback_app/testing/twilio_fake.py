@@ -20,12 +20,16 @@ JSON shape ``{"code", "message", "more_info", "status"}``, which the SDK raises 
                                  "FROM": "+15005550006", "BASE_URL": server.url}},
     }):
         message = feedback_app.send(provider="twilio", to="+14155550123", body="Code: 482913")
-        fake.messages[message.provider_message_id].body     # "Code: 482913"
-        feedback_app.confirm(message)                        # the outbox posts the feedback
-        fake.feedback[message.provider_message_id]           # ["confirmed"]
+        fake.messages[message.provider_message_id].body  # "Code: 482913"
+        feedback_app.confirm(message)  # after commit, the outbox posts the feedback
+        fake.feedback[message.provider_message_id]  # ["confirmed"]
 
-``fail_next`` makes the next requests fail (429, 5xx...) and ``latency`` delays every answer (for
-client timeouts). The fake keeps what it received in memory for assertions and logs nothing.
+docs/providers/twilio.md has it as a complete pytest test.
+
+``fail_next`` makes the next requests fail (429, 5xx...; ``problem=True`` in the RFC 9457 shape
+the SDK raises as ``TwilioServiceException``), ``latency`` delays every answer (for client
+timeouts) and ``set_status`` moves a message on. The fake keeps what it received in memory for
+assertions and logs nothing.
 """
 
 from __future__ import annotations
