@@ -106,13 +106,14 @@ class SnsWebhookView(WebhookView):
             raise WebhookError(400, "body is not JSON") from exc
         if not isinstance(envelope, dict) or "Signature" not in envelope:
             raise WebhookError(403, "unsigned message")
-        topics = config.get("SNS_TOPIC_ARNS") or ()
+        topics = allowed_topics(config.get("SNS_TOPIC_ARNS"))
         if not topics:
             logger.error(
                 "feedback_app: %s SNS_TOPIC_ARNS is empty; every topic is refused", provider
             )
-        if envelope.get("TopicArn") not in topics:
-            raise WebhookError(403, f"topic {envelope.get('TopicArn')!r} is not in SNS_TOPIC_ARNS")
+        topic = envelope.get("TopicArn")
+        if not isinstance(topic, str) or topic not in topics:
+            raise WebhookError(403, f"topic {topic!r} is not in SNS_TOPIC_ARNS")
         try:
             sns_signature.verify(envelope)
         except sns_signature.InvalidSignature as exc:
@@ -163,6 +164,16 @@ class SnsWebhookView(WebhookView):
         if self.seen_key is not None:
             cache.delete(self.seen_key)
             self.seen_key = None
+
+
+def allowed_topics(setting: object) -> frozenset[str]:
+    """The topic ARNs of ``SNS_TOPIC_ARNS``, matched exactly.
+
+    A lone string is taken as one ARN: ``in`` on the string itself would match any substring.
+    """
+    if isinstance(setting, str):
+        return frozenset({setting})
+    return frozenset(arn for arn in setting or () if isinstance(arn, str))
 
 
 def check_basic_auth(request: HttpRequest, expected: str | None) -> None:

@@ -480,6 +480,18 @@ def test_an_empty_allow_list_refuses_every_topic_and_says_so(
     assert_unchanged(message)
 
 
+def test_a_single_topic_arn_given_as_a_string_is_matched_exactly(settings, post, signer, message):
+    settings.FEEDBACK_APP = {
+        **settings.FEEDBACK_APP,
+        "PROVIDERS": {"aws_sms": aws_sms_settings(SNS_TOPIC_ARNS=TOPIC)},
+    }
+    # A substring of the configured ARN is another topic, not a match.
+    partial = signer.sign(notification(event(message.provider_message_id), topic="sms-events"))
+    assert post(partial).status_code == 403
+    assert_unchanged(message)
+    assert post(signer.sign(notification(event(message.provider_message_id)))).status_code == 200
+
+
 def test_raw_message_delivery_is_refused(post, message):
     raw = event(message.provider_message_id)
     assert post(raw, headers={"x-amz-sns-rawdelivery": "true"}).status_code == 400
