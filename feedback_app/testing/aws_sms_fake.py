@@ -7,7 +7,7 @@ service checks (required members, enums, lengths, patterns, ranges) and answers 
 shape botocore turns into the modeled exceptions (``client.exceptions.ValidationException``...):
 ``{"__type": "ValidationException", "message": ..., "Reason": ..., "Fields": [...]}``.
 
-Example, in a host project's test::
+Example, in a host project's test (a ``django.test.TestCase`` method)::
 
     import feedback_app
     from feedback_app.testing import FakeServer
@@ -18,13 +18,15 @@ Example, in a host project's test::
         ...,
         "PROVIDERS": {"aws_sms": {"ENDPOINT_URL": server.url, "REGION": "us-east-1",
                                   "ACCESS_KEY_ID": "test", "SECRET_ACCESS_KEY": "test",
-                                  "CONFIGURATION_SET": "otp"}},
+                                  "CONFIGURATION_SET": "otp", "MAX_ATTEMPTS": 1}},
     }):
         message = feedback_app.send(provider="aws_sms", to="+12065550123", body="Code: 123456")
-        feedback_app.confirm(message)  # the outbox reports RECEIVED after commit
+        with self.captureOnCommitCallbacks(execute=True):  # the outbox reports after commit
+            feedback_app.confirm(message)
         assert fake.feedback[message.provider_message_id] == ["RECEIVED"]
+        fake.fail_next(2, "ThrottlingException")            # the next two calls are throttled
         record = fake.event_record(message.provider_message_id, "TEXT_DELIVERED")
-        # ... publish ``record`` (JSON) through SNS to the webhook
+        # ... publish json.dumps(record) through SNS (moto) to the webhook
 
 Not modelled (undocumented or account state): whether RECEIVED is still accepted after AWS's
 automatic FAILED at one hour (the fake accepts it), and the configuration set's default feedback

@@ -32,9 +32,10 @@ from feedback_app import services
 from feedback_app.models import Message, MessageEvent
 from feedback_app.states import Delivery, EventKind
 from feedback_app.testing import FakeServer
+from feedback_app.testing.aws_sms_fake import AwsSmsFake
 from feedback_app.webhooks import sns, sns_signature
 
-from ..factories import make_message
+from ..factories import NUMBERS, make_message
 
 pytestmark = pytest.mark.django_db
 
@@ -717,6 +718,33 @@ def test_moto_signed_notifications_reach_the_webhook_end_to_end(moto_sns, live_w
     message.refresh_from_db()
     assert message.delivery_status == Delivery.DELIVERED
     assert delivery_events(message) == [("", "queued"), ("queued", "delivered")]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_message_sent_through_the_fake_is_delivered_by_the_event_aws_would_publish(
+    settings, moto_sns, live_webhook
+):
+    fake = AwsSmsFake()
+    with FakeServer(fake) as aws:
+        settings.FEEDBACK_APP = {
+            **settings.FEEDBACK_APP,
+            "PROVIDERS": {
+                "aws_sms": aws_sms_settings(
+                    ENDPOINT_URL=aws.url, ACCESS_KEY_ID="test", SECRET_ACCESS_KEY="test"
+                )
+            },
+        }
+        message = services.send(provider="aws_sms", to=NUMBERS["GB"], body="Code: 123456")
+    record = fake.event_record(message.provider_message_id, "TEXT_DELIVERED")
+    credentials = f"http://{USER}:{PASSWORD}@"
+    topic = subscribe(moto_sns, live_webhook.replace("http://", credentials))
+    moto_sns.publish(TopicArn=topic, Message=json.dumps(record))
+
+    message.refresh_from_db()
+    assert message.delivery_status == Delivery.DELIVERED
+    detail = message.events.filter(kind=EventKind.DELIVERY).latest("pk").detail
+    assert detail["isoCountryCode"] == "GB"
+    assert record["context"] == {"feedback_app_id": str(message.id)}
 
 
 @pytest.mark.django_db(transaction=True)
