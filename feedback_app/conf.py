@@ -56,6 +56,13 @@ DEFAULTS: dict[str, Any] = {
     "PUBLIC_URL": None,
     # Queue name passed to django-q2 (``None``: the cluster's default).
     "QUEUE": None,
+    # Where the confirmation link (``c/<token>/``) sends the recipient: a URL or a URL name.
+    "CONFIRM_REDIRECT_URL": "/",
+    # Where it sends them when the token is bad or the window has closed; None: a plain
+    # 400/404 page.
+    "CONFIRM_INVALID_URL": None,
+    # Seconds an ``Idempotency-Key`` is remembered (its first response is replayed).
+    "IDEMPOTENCY_TTL": 86400,
 }
 
 
