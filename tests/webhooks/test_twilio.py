@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import pytest
 from django.urls import reverse
@@ -20,6 +20,8 @@ from twilio.request_validator import RequestValidator
 from feedback_app import services
 from feedback_app.models import Message, MessageEvent
 from feedback_app.states import Delivery, EventKind, Source
+from feedback_app.testing import FakeServer
+from feedback_app.testing.twilio_fake import TwilioFake
 
 pytestmark = pytest.mark.django_db
 
@@ -283,6 +285,33 @@ def test_a_query_string_in_the_callback_url_is_part_of_the_signed_url(client, me
 
 def test_without_public_url_the_request_url_is_the_signed_one(client, message):
     assert post(client, callback("sent"), signed_url=URL).status_code == 200
+
+
+def test_the_callback_url_given_to_twilio_is_the_one_the_webhook_checks(client, settings):
+    fake = TwilioFake(auth_token=AUTH_TOKEN)
+    with FakeServer(fake) as server:
+        settings.FEEDBACK_APP = {
+            **settings.FEEDBACK_APP,
+            "PUBLIC_URL": "https://otp.example.com",
+            "PROVIDERS": {
+                "twilio": {
+                    "ACCOUNT_SID": ACCOUNT_SID,
+                    "AUTH_TOKEN": AUTH_TOKEN,
+                    "FROM": "+15005550006",
+                    "BASE_URL": server.url,
+                }
+            },
+        }
+        message = services.send(provider="twilio", to=TO, body="Your code is 482913")
+    sid = message.provider_message_id
+    status_callback = fake.messages[sid].status_callback
+
+    # Twilio posts to the URL it was given and signs that URL.
+    path = urlsplit(status_callback).path
+    response = post(client, callback("delivered", sid=sid), path=path, signed_url=status_callback)
+
+    assert response.status_code == 200
+    assert Message.objects.get(pk=message.pk).delivery_status == Delivery.DELIVERED
 
 
 # -- status merging --------------------------------------------------------------------------------
