@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from .conf import app_settings
 from .models import Message, ProviderCall
-from .providers.base import PermanentError, RetryableError, get_provider
+from .providers.base import PermanentError, Provider, RetryableError, get_provider
 from .states import CallState, Operation
 
 logger = logging.getLogger(__name__)
@@ -115,53 +115,87 @@ def deliver(call_id: int) -> str | None:
     if newer.exists():
         _finish(call, state=CallState.SUPERSEDED, completed_at=now)
         return CallState.SUPERSEDED
+    if call.attempts > app_settings.RETRY["MAX_ATTEMPTS"]:
+        # Claimed again after workers kept dying while holding it (a lost claim counts).
+        return _give_up(call, "no worker finished the call", "worker_lost")
     try:
         provider = get_provider(call.provider)
-        if call.operation == Operation.REPORT_FEEDBACK:
-            provider.report_feedback(
-                provider_message_id=call.message.provider_message_id,
-                outcome=call.payload["outcome"],
-                idempotency_key=str(call.idempotency_key),
-            )
-        else:
-            raise PermanentError(f"unknown operation {call.operation!r}", code="unknown_operation")
+    except KeyError:
+        return _refused(call, f"provider {call.provider!r} is not configured", "not_configured")
+    try:
+        _call_provider(provider, call)
     except RetryableError as exc:
         return _after_retryable(call, exc)
     except PermanentError as exc:
-        state = CallState.FAILED
-        error, code = exc.message, exc.code
-    except KeyError:
-        state = CallState.FAILED
-        error, code = f"provider {call.provider!r} is not configured", "not_configured"
-    else:
-        _finish(call, state=CallState.SUCCEEDED, completed_at=timezone.now(), last_error="")
-        return CallState.SUCCEEDED
+        return _refused(call, exc.message, exc.code)
+    except Exception as exc:
+        # A bug or an unexpected SDK error: retried under the same policy as a 5xx, so it
+        # ends in gave_up instead of holding the call in flight forever.
+        logger.exception("feedback_app: call %s raised an unexpected error", call.pk)
+        return _after_retryable(call, RetryableError(repr(exc)[:500], code="unexpected"))
+    if not _finish(call, state=CallState.SUCCEEDED, completed_at=timezone.now(), last_error=""):
+        return None  # our claim ran out and another worker took over; it records the outcome
+    return CallState.SUCCEEDED
+
+
+def _call_provider(provider: Provider, call: ProviderCall) -> None:
+    if call.operation != Operation.REPORT_FEEDBACK:
+        raise PermanentError(f"unknown operation {call.operation!r}", code="unknown_operation")
+    outcome = call.payload.get("outcome") if isinstance(call.payload, dict) else None
+    if not outcome:
+        raise PermanentError("the call has no outcome", code="bad_payload")
+    provider.report_feedback(
+        provider_message_id=call.message.provider_message_id,
+        outcome=outcome,
+        idempotency_key=str(call.idempotency_key),
+    )
+
+
+def _refused(call: ProviderCall, error: str, code: str) -> str | None:
     logger.warning(
         "feedback_app: call %s refused by %s: [%s] %s", call.pk, call.provider, code, error
     )
-    _finish(call, state=state, last_error=error, last_error_code=code, completed_at=timezone.now())
-    return state
+    if not _finish(
+        call,
+        state=CallState.FAILED,
+        last_error=error,
+        last_error_code=code,
+        completed_at=timezone.now(),
+    ):
+        return None
+    return CallState.FAILED
 
 
-def _after_retryable(call: ProviderCall, exc: RetryableError) -> str:
-    now = timezone.now()
+def _exhausted(call: ProviderCall, now: datetime) -> bool:
     retry = app_settings.RETRY
     too_old = now - call.created_at > timedelta(seconds=retry["MAX_AGE"])
-    if too_old or call.attempts >= retry["MAX_ATTEMPTS"]:
-        state = CallState.GAVE_UP
-        _finish(
-            call, state=state, last_error=exc.message, last_error_code=exc.code, completed_at=now
-        )
-        logger.error("feedback_app: gave up on call %s after %s attempts", call.pk, call.attempts)
-        return state
-    _finish(
+    return too_old or call.attempts >= retry["MAX_ATTEMPTS"]
+
+
+def _give_up(call: ProviderCall, error: str, code: str) -> str | None:
+    logger.error("feedback_app: gave up on call %s after %s attempts", call.pk, call.attempts)
+    finished = _finish(
+        call,
+        state=CallState.GAVE_UP,
+        last_error=error,
+        last_error_code=code,
+        completed_at=timezone.now(),
+    )
+    return CallState.GAVE_UP if finished else None
+
+
+def _after_retryable(call: ProviderCall, exc: RetryableError) -> str | None:
+    now = timezone.now()
+    if _exhausted(call, now):
+        return _give_up(call, exc.message, exc.code)
+    finished = _finish(
         call,
         state=CallState.PENDING,
         next_attempt_at=now + backoff(call.attempts),
         last_error=exc.message,
         last_error_code=exc.code,
     )
-    return CallState.PENDING
+    return CallState.PENDING if finished else None
 
 
 def due_calls(now: datetime | None = None) -> list[int]:

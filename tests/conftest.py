@@ -7,7 +7,6 @@ from django.db import connection
 
 from feedback_app.providers import locmem
 
-
 _real_connect = socket.socket.connect
 
 

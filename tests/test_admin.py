@@ -311,3 +311,13 @@ def test_provider_call_detail_page_is_read_only(admin_client, calls):
     response = admin_client.post(url, {"state": CallState.SUCCEEDED, "_save": "Save"})
     assert response.status_code == 403
     assert ProviderCall.objects.get(pk=call.pk).state == CallState.FAILED
+
+
+def test_even_a_superuser_cannot_delete_history_from_the_admin(admin_client):
+    message = make_message()
+    services.confirm(message)
+    url = reverse("admin:feedback_app_message_delete", args=[message.pk])
+    assert admin_client.post(url, {"post": "yes"}).status_code == 403
+    changelist = admin_client.get(reverse("admin:feedback_app_message_changelist"))
+    assert "delete_selected" not in changelist.content.decode()
+    assert Message.objects.filter(pk=message.pk).exists()

@@ -517,3 +517,60 @@ def test_a_call_for_a_provider_no_longer_configured_fails_with_not_configured():
     assert call.last_error_code == "not_configured"
     assert "retired" in call.last_error
     assert not locmem.reports
+
+
+# Unexpected failures -----------------------------------------------------------------------------
+
+
+def test_an_unexpected_error_from_a_backend_is_retried_and_then_given_up(
+    clock, monkeypatch, retry_settings
+):
+    retry_settings(MAX_ATTEMPTS=2)
+    message = make_message()
+    services.confirm(message)
+    call = only_call(message)
+
+    def explode(self, **kwargs):
+        raise ValueError("SDK bug")
+
+    monkeypatch.setattr(locmem.LocmemProvider, "report_feedback", explode)
+    assert outbox.deliver(call.pk) == CallState.PENDING
+    call.refresh_from_db()
+    assert (call.attempts, call.last_error_code) == (1, "unexpected")
+    assert "SDK bug" in call.last_error
+    clock.advance(seconds=app_settings.RETRY["MAX_DELAY"] + 1)
+    assert outbox.deliver(call.pk) == CallState.GAVE_UP
+    assert only_call(message).state == CallState.GAVE_UP
+
+
+def test_a_call_whose_workers_keep_dying_is_given_up_instead_of_claimed_forever(retry_settings):
+    retry_settings(MAX_ATTEMPTS=2)
+    message = make_message()
+    services.confirm(message)
+    call = only_call(message)
+    start = timezone.now()
+    timeout = timedelta(seconds=app_settings.CLAIM_TIMEOUT + 1)
+    # Two workers claim it and die without finishing.
+    assert outbox.claim(call.pk, start) is not None
+    assert outbox.claim(call.pk, start + timeout) is not None
+    ProviderCall.objects.filter(pk=call.pk).update(locked_until=start)
+    assert outbox.deliver(call.pk) == CallState.GAVE_UP
+    call.refresh_from_db()
+    assert (call.state, call.last_error_code) == (CallState.GAVE_UP, "worker_lost")
+    assert not locmem.reports
+
+
+def test_a_worker_whose_claim_was_taken_over_does_not_report_success(monkeypatch):
+    message = make_message()
+    services.confirm(message)
+    call = only_call(message)
+    real_report = locmem.LocmemProvider.report_feedback
+
+    def slow_report(self, **kwargs):
+        # While this worker talks to the provider, its claim runs out and another takes it.
+        ProviderCall.objects.filter(pk=call.pk).update(attempts=99)
+        real_report(self, **kwargs)
+
+    monkeypatch.setattr(locmem.LocmemProvider, "report_feedback", slow_report)
+    assert outbox.deliver(call.pk) is None
+    assert only_call(message).state == CallState.IN_FLIGHT

@@ -88,6 +88,10 @@ class MessageAdmin(admin.ModelAdmin):
         # The change view is the detail page; nothing on it is editable.
         return request.method in ("GET", "HEAD") and super().has_view_permission(request, obj)
 
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        # History is append-only; retention is the purge command's job, in batches.
+        return False
+
     def has_confirm_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("feedback_app.confirm_message")
 
@@ -145,6 +149,9 @@ class ProviderCallAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return request.method in ("GET", "HEAD") and super().has_view_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
 
     def has_retry_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("feedback_app.confirm_message")
