@@ -121,6 +121,41 @@ FEEDBACK_APP = {
     "CLAIM_TIMEOUT": 90,
 }
 
+# FEEDBACK_FAKES_URL (set by `make demo`): the real twilio, aws_sms and chime backends, talking
+# through their SDKs to `manage.py feedback_fakes` on this machine instead of the providers.
+FAKES_URL = os.environ.get("FEEDBACK_FAKES_URL", "")
+if FAKES_URL:
+    _aws_fake = {
+        "REGION": "us-east-1",
+        "ENDPOINT_URL": FAKES_URL,
+        "ACCESS_KEY_ID": "fake",
+        "SECRET_ACCESS_KEY": "fake",  # noqa: S105
+    }
+    FEEDBACK_APP["PROVIDERS"].update(
+        {
+            "twilio": {
+                # The credentials feedback_app.testing.twilio_fake accepts.
+                "ACCOUNT_SID": "AC" + "0" * 32,
+                "AUTH_TOKEN": "fake-auth-token",
+                "FROM": "+15005550006",
+                "BASE_URL": FAKES_URL,
+            },
+            "aws_sms": {
+                **_aws_fake,
+                "CONFIGURATION_SET": "demo",
+                "ORIGINATION_IDENTITY": "+12065550100",
+            },
+            "chime": {
+                **_aws_fake,
+                "CHIME_BEARER": (
+                    "arn:aws:chime:us-east-1:111122223333:app-instance/demo/user/otp-bot"
+                ),
+            },
+        }
+    )
+    # Where the fakes post status callbacks (the runserver of `make demo`).
+    FEEDBACK_APP["PUBLIC_URL"] = os.environ.get("FEEDBACK_PUBLIC_URL", "http://127.0.0.1:8000")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -39,6 +39,13 @@ class FakeServer:
         self._thread.start()
         return self
 
+    def serve_forever(self) -> None:
+        """Serve in this thread until interrupted (a command's foreground server)."""
+        try:
+            self._server.serve_forever()
+        finally:
+            self._server.server_close()
+
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
