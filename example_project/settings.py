@@ -20,6 +20,10 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework.authtoken",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_q",
     "feedback_app",
 ]
@@ -111,6 +115,22 @@ if REDIS_URL:
 else:
     Q_CLUSTER["orm"] = "default"
     Q_CLUSTER["poll"] = 0.5
+
+# The REST API (docs/api.md): token and session authentication, drf-spectacular's schema
+# class, and the rates of the app's throttle scopes.
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        # First, so an anonymous caller gets 401 with "WWW-Authenticate: Token".
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_THROTTLE_RATES": {
+        "feedback_app.send": os.environ.get("THROTTLE_SEND", "120/minute"),
+        "feedback_app.confirm": os.environ.get("THROTTLE_CONFIRM", "600/minute"),
+    },
+}
 
 FEEDBACK_APP = {
     "HASH_KEY": os.environ.get("FEEDBACK_HASH_KEY", "example-project-hash-key-change-me"),

@@ -10,13 +10,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["confirm", "fail", "send", "track"]
+__all__ = ["confirm", "confirmation_token", "fail", "send", "track"]
 
 if TYPE_CHECKING:
     from .services import confirm, fail, send, track
+    from .tokens import confirmation_token
 
 
 def __getattr__(name: str) -> Any:
+    if name == "confirmation_token":
+        from . import tokens
+
+        return tokens.confirmation_token
     if name in __all__:
         from . import services
 

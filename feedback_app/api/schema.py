@@ -1,0 +1,115 @@
+"""The OpenAPI 3 schema of the API (drf-spectacular) and its offline docs page.
+
+The schema covers this app's API only, whatever else the host project serves, and is built
+with the app's own settings, so it does not depend on the host's ``SPECTACULAR_SETTINGS``.
+The docs page loads Swagger UI from drf-spectacular-sidecar's static files: no CDN.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.settings import patched_settings
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from .. import __version__
+from .idempotency import HEADER, KEY_PATTERN, MAX_KEY_LENGTH, REPLAYED_HEADER
+from .serializers import ErrorSerializer
+
+SCHEMA_SETTINGS: dict[str, Any] = {
+    "TITLE": "feedback_app API",
+    "DESCRIPTION": (
+        "Track OTP and other messages, send them through a provider, confirm conversions and "
+        "read the conversion report. Errors are JSON objects with a stable `code`, a `detail` "
+        "for people and per-field errors in `fields`."
+    ),
+    "VERSION": __version__,
+    # Separate request and response components: write-only fields (to, body) appear only in
+    # requests, read-only ones only in responses.
+    "COMPONENT_SPLIT_REQUEST": True,
+    "PREPROCESSING_HOOKS": ["feedback_app.api.schema.only_this_api"],
+    # Same choices under several field names: one component each.
+    "ENUM_NAME_OVERRIDES": {
+        "ChannelEnum": "feedback_app.states.Channel",
+        "DeliveryStatusEnum": "feedback_app.states.Delivery",
+        "FeedbackEnum": "feedback_app.states.Feedback",
+        "BreakdownEnum": "feedback_app.reports.BREAKDOWNS",
+    },
+    # Swagger UI must not fetch its online validator badge: the page works offline.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+}
+
+_ERROR_DESCRIPTIONS: dict[int, str] = {
+    400: "Invalid request: malformed JSON, wrong type, unknown value, bad header. "
+    "Nothing was written.",
+    401: "Not authenticated.",
+    403: "Authenticated without the permission this endpoint needs (whatever the id).",
+    404: "No such message (or a bad cursor).",
+    409: "A request with this Idempotency-Key is still running.",
+    422: "This Idempotency-Key was used with a different body.",
+    429: "Throttled; see the Retry-After header.",
+    502: "The provider refused the message (permanent error). Nothing was written.",
+    503: "The provider is unavailable (retryable error). Nothing was written.",
+}
+
+
+def errors(*statuses: int) -> dict[int, OpenApiResponse]:
+    """Error responses for ``extend_schema(responses=...)``."""
+    return {
+        code: OpenApiResponse(ErrorSerializer, description=_ERROR_DESCRIPTIONS[code])
+        for code in statuses
+    }
+
+
+IDEMPOTENCY_KEY = OpenApiParameter(
+    HEADER,
+    {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH, "pattern": KEY_PATTERN},
+    OpenApiParameter.HEADER,
+    description=(
+        "Makes retries safe: a repeat with the same key and body returns the first response "
+        f"(with `{REPLAYED_HEADER}: true`) without running again."
+    ),
+)
+
+
+def only_this_api(endpoints: list[tuple[Any, ...]], **kwargs: Any) -> list[tuple[Any, ...]]:
+    """drf-spectacular preprocessing hook: keep the endpoints of ``feedback_app.api.views``."""
+    return [
+        endpoint
+        for endpoint in endpoints
+        if getattr(getattr(endpoint[3], "cls", None), "__module__", "") == "feedback_app.api.views"
+    ]
+
+
+class FilteredSchema(AutoSchema):
+    """Documents the filter backends of a view that is not a list (the report)."""
+
+    def get_filter_backends(self) -> list[Any]:
+        return getattr(self.view, "filter_backends", [])
+
+
+class SchemaView(SpectacularAPIView):
+    """``GET api/schema/``: OpenAPI 3, YAML or JSON by content negotiation (``?format=json``)."""
+
+    permission_classes = [IsAuthenticated]
+    custom_settings = SCHEMA_SETTINGS
+
+
+class DocsView(SpectacularSwaggerView):
+    """``GET api/docs/``: Swagger UI from local static files."""
+
+    permission_classes = [IsAuthenticated]
+    url_name = "feedback_app:api-schema"
+    title = SCHEMA_SETTINGS["TITLE"]
+
+    @extend_schema(exclude=True)
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        with patched_settings(SCHEMA_SETTINGS):
+            return super().get(request, *args, **kwargs)

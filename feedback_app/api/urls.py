@@ -1,0 +1,18 @@
+"""API URLs, mounted under ``api/`` by ``feedback_app.urls`` (so named ``feedback_app:api-...``)."""
+
+from django.urls import path
+from rest_framework.routers import SimpleRouter
+
+from .schema import DocsView, SchemaView
+from .views import ConfirmTokenView, MessageViewSet, ReportView
+
+router = SimpleRouter()
+router.register("messages", MessageViewSet, basename="api-message")
+
+urlpatterns = [
+    *router.urls,
+    path("confirm/<str:token>/", ConfirmTokenView.as_view(), name="api-confirm-token"),
+    path("stats/", ReportView.as_view(), name="api-stats"),
+    path("schema/", SchemaView.as_view(), name="api-schema"),
+    path("docs/", DocsView.as_view(), name="api-docs"),
+]

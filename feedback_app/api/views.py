@@ -1,0 +1,292 @@
+"""API views: validate with a serializer, call the service, show the result.
+
+No state changes here: every write is a call to ``feedback_app.services``, with
+``source="api"`` and the user as the actor, exactly what the Python API does.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.db.models import QuerySet
+from django.shortcuts import get_object_or_404
+from django_filters.rest_framework import DjangoFilterBackend
+from django_filters.utils import translate_validation
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import exceptions, status
+from rest_framework.decorators import action
+from rest_framework.permissions import AllowAny, BasePermission
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import BaseThrottle
+from rest_framework.views import APIView
+from rest_framework.viewsets import GenericViewSet
+
+from .. import services
+from ..models import Message
+from ..reports import ReportFilters, conversion_report
+from ..states import Source
+from ..tokens import ExpiredToken, InvalidToken, message_from_token
+from . import permissions, serializers
+from .exceptions import InvalidConfirmationToken, exception_handler
+from .filters import MessageFilter
+from .idempotency import idempotent
+from .pagination import MessageCursorPagination
+from .parsers import JSONParser
+from .schema import IDEMPOTENCY_KEY, FilteredSchema, errors
+from .throttling import ConfirmThrottle, SendThrottle
+
+
+class FeedbackAPIView:
+    """What every view of the API shares, whatever the host's DRF defaults are."""
+
+    parser_classes = [JSONParser]
+
+    def get_exception_handler(self) -> Any:
+        return exception_handler
+
+
+@extend_schema_view(
+    list=extend_schema(
+        operation_id="messages_list",
+        summary="List messages, newest first",
+        responses={200: serializers.MessageSerializer(many=True), **errors(400, 401, 403, 404)},
+    ),
+    retrieve=extend_schema(
+        operation_id="messages_retrieve",
+        summary="One message with its event history",
+        responses={200: serializers.MessageDetailSerializer, **errors(401, 403, 404)},
+    ),
+    create=extend_schema(
+        operation_id="messages_track",
+        summary="Track a message the caller sent itself",
+        request=serializers.TrackSerializer,
+        parameters=[IDEMPOTENCY_KEY],
+        responses={
+            201: serializers.MessageSerializer,
+            **errors(400, 401, 403, 409, 422),
+        },
+    ),
+)
+class MessageViewSet(FeedbackAPIView, GenericViewSet):
+    """Messages: list, show, track, send, confirm and fail."""
+
+    queryset = Message.objects.all()
+    serializer_class = serializers.MessageSerializer
+    # For anything not listed below (OPTIONS): never the host's default, which may allow all.
+    permission_classes = [permissions.CanViewMessages]
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = MessageFilter
+    pagination_class = MessageCursorPagination
+    # Any text, so a malformed id is the same JSON 404 as an unknown one.
+    lookup_value_regex = "[^/]+"
+
+    #: action -> permission; the extra actions name theirs in @action.
+    action_permissions: dict[str, type[BasePermission]] = {
+        "list": permissions.CanViewMessages,
+        "retrieve": permissions.CanViewMessages,
+        "create": permissions.CanTrackMessages,
+    }
+
+    def get_permissions(self) -> list[BasePermission]:
+        if self.action in self.action_permissions:
+            return [self.action_permissions[self.action]()]
+        return super().get_permissions()
+
+    def get_queryset(self) -> QuerySet[Message]:
+        queryset = super().get_queryset()
+        if self.action == "retrieve":
+            queryset = queryset.prefetch_related("events")
+        return queryset
+
+    def get_object(self) -> Message:
+        try:
+            pk = uuid.UUID(str(self.kwargs[self.lookup_field]))
+        except ValueError:
+            raise exceptions.NotFound() from None
+        message = get_object_or_404(self.get_queryset(), pk=pk)
+        self.check_object_permissions(self.request, message)
+        return message
+
+    def _transition_response(self, message: Message, changed: bool) -> Response:
+        data = {"changed": changed, "message": message}
+        return Response(serializers.TransitionResultSerializer(data).data)
+
+    def list(self, request: Request) -> Response:
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        return self.get_paginated_response(serializers.MessageSerializer(page, many=True).data)
+
+    def retrieve(self, request: Request, pk: str) -> Response:
+        return Response(serializers.MessageDetailSerializer(self.get_object()).data)
+
+    @idempotent
+    def create(self, request: Request) -> Response:
+        params = serializers.TrackSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        message = services.track(**params.validated_data, source=Source.API)
+        return Response(serializers.MessageSerializer(message).data, status.HTTP_201_CREATED)
+
+    @extend_schema(
+        operation_id="messages_send",
+        summary="Send a message through a provider",
+        description="The body goes to the provider and is never stored, logged or returned.",
+        request=serializers.SendSerializer,
+        parameters=[IDEMPOTENCY_KEY],
+        responses={
+            201: serializers.MessageSerializer,
+            **errors(400, 401, 403, 409, 422, 429, 502, 503),
+        },
+    )
+    @action(
+        detail=False,
+        methods=["post"],
+        permission_classes=[permissions.CanSendMessages],
+        throttle_classes=[SendThrottle],
+    )
+    @idempotent
+    def send(self, request: Request) -> Response:
+        params = serializers.SendSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        message = services.send(**params.validated_data, source=Source.API)
+        return Response(serializers.MessageSerializer(message).data, status.HTTP_201_CREATED)
+
+    @extend_schema(
+        operation_id="messages_confirm",
+        summary="Confirm a message (a conversion)",
+        description="Confirming twice is not an error: the second answer has `changed: false`.",
+        request=serializers.TransitionSerializer,
+        responses={200: serializers.TransitionResultSerializer, **errors(400, 401, 403, 404, 429)},
+    )
+    @action(
+        detail=True,
+        methods=["post"],
+        permission_classes=[permissions.CanConfirmMessages],
+        throttle_classes=[ConfirmThrottle],
+    )
+    def confirm(self, request: Request, pk: str) -> Response:
+        params = serializers.TransitionSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        message = self.get_object()
+        changed = services.confirm(
+            message, at=params.validated_data.get("at"), source=Source.API, actor=request.user
+        )
+        return self._transition_response(message, changed)
+
+    @extend_schema(
+        operation_id="messages_fail",
+        summary="Record that the recipient did not use the message",
+        request=serializers.TransitionSerializer,
+        responses={200: serializers.TransitionResultSerializer, **errors(400, 401, 403, 404, 429)},
+    )
+    @action(
+        detail=True,
+        methods=["post"],
+        permission_classes=[permissions.CanConfirmMessages],
+        throttle_classes=[ConfirmThrottle],
+    )
+    def fail(self, request: Request, pk: str) -> Response:
+        params = serializers.TransitionSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        message = self.get_object()
+        changed = services.fail(
+            message, at=params.validated_data.get("at"), source=Source.API, actor=request.user
+        )
+        return self._transition_response(message, changed)
+
+    @extend_schema(
+        operation_id="messages_confirm_by_provider_id",
+        summary="Confirm a message by the provider's id",
+        request=serializers.ProviderReferenceSerializer,
+        responses={200: serializers.TransitionResultSerializer, **errors(400, 401, 403, 404, 429)},
+    )
+    @action(
+        detail=False,
+        methods=["post"],
+        url_path="confirm",
+        permission_classes=[permissions.CanConfirmMessages],
+        throttle_classes=[ConfirmThrottle],
+    )
+    def confirm_by_provider_id(self, request: Request) -> Response:
+        params = serializers.ProviderReferenceSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        data = params.validated_data
+        message = services.get_message(
+            provider=data["provider"], provider_message_id=data["provider_message_id"]
+        )
+        changed = services.confirm(
+            message, at=data.get("at"), source=Source.API, actor=request.user
+        )
+        return self._transition_response(message, changed)
+
+
+class ConfirmTokenView(FeedbackAPIView, APIView):
+    """``POST api/confirm/{token}/``: the token is the credential; no login, no CSRF."""
+
+    authentication_classes: list[Any] = []
+    permission_classes = [AllowAny]
+    throttle_classes: list[type[BaseThrottle]] = [ConfirmThrottle]
+
+    @extend_schema(
+        operation_id="confirm_by_token",
+        summary="Confirm the message a token was made for",
+        description=(
+            "Needs no login: the token, from `feedback_app.confirmation_token(message)`, confirms "
+            "exactly one message until its feedback window closes. Shows only the message's "
+            "id and state."
+        ),
+        request=None,
+        responses={
+            200: serializers.TokenConfirmationSerializer,
+            400: OpenApiResponse(
+                serializers.ErrorSerializer,
+                description="Bad, foreign or tampered token (`invalid_token`), or the window "
+                "has closed (`token_expired`). Nothing changed.",
+            ),
+            **errors(404, 429),
+        },
+    )
+    def post(self, request: Request, token: str) -> Response:
+        try:
+            message = message_from_token(token)
+        except ExpiredToken as exc:
+            raise InvalidConfirmationToken(
+                "The feedback window of this message has closed.", code=exc.code
+            ) from exc
+        except InvalidToken as exc:
+            raise InvalidConfirmationToken(code=exc.code) from exc
+        changed = services.confirm(message, source=Source.API, actor="token")
+        data = {"changed": changed, "message": message}
+        return Response(serializers.TokenConfirmationSerializer(data).data)
+
+
+class ReportView(FeedbackAPIView, APIView):
+    """``GET api/stats/``: the conversion report, with the message list's filters."""
+
+    permission_classes = [permissions.CanViewReport]
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = MessageFilter
+    queryset = Message.objects.all()
+    schema = FilteredSchema()
+
+    def get_queryset(self) -> QuerySet[Message]:
+        return self.queryset.all()
+
+    @extend_schema(
+        operation_id="stats",
+        summary="The conversion report",
+        parameters=[serializers.ReportQuerySerializer],
+        responses={200: serializers.ReportSerializer, **errors(400, 401, 403)},
+    )
+    def get(self, request: Request) -> Response:
+        query = serializers.ReportQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        filterset = MessageFilter(request.query_params, queryset=self.get_queryset())
+        if not filterset.is_valid():
+            raise translate_validation(filterset.errors)
+        report = conversion_report(
+            ReportFilters.from_mapping(filterset.form.cleaned_data),
+            by=query.validated_data.get("by"),
+            queryset=self.get_queryset(),
+        )
+        return Response(serializers.ReportSerializer(report).data)
