@@ -29,24 +29,15 @@ test: $(VENV)/.installed
 	fi
 
 # Migrate, seed 30 days of history once, then serve the admin, run a django-q2 cluster and
-# (FAKES=1, the default) the local provider fakes the real twilio/aws_sms/chime backends talk
-# to, until Ctrl-C (which stops them all). FAKES=0 keeps only the locmem provider.
+# (FAKES=1, the default) the local provider fakes that the real twilio/aws_sms/chime backends
+# talk to, until Ctrl-C stops them all. FAKES=0 keeps only the locmem provider.
 FAKES ?= 1
 FAKES_PORT ?= 8765
 demo: $(VENV)/.installed
 	$(PY) manage.py migrate --no-input
 	$(PY) manage.py feedback_demo --if-empty --superuser
-	@echo "Admin: http://$(HOST):$(PORT)/admin/  (Ctrl-C stops everything)"
-	@trap 'kill 0' INT TERM EXIT; \
-		if [ "$(FAKES)" = 1 ]; then \
-			export FEEDBACK_FAKES_URL=http://127.0.0.1:$(FAKES_PORT); \
-			export FEEDBACK_PUBLIC_URL=http://$(HOST):$(PORT); \
-			$(PY) manage.py feedback_fakes --port $(FAKES_PORT) & \
-			echo "twilio, aws_sms and chime talk to the provider fakes on $$FEEDBACK_FAKES_URL"; \
-		fi; \
-		$(PY) manage.py qcluster & \
-		$(PY) manage.py runserver --noreload $(HOST):$(PORT) & \
-		wait
+	$(PY) example_project/run_demo.py --host $(HOST) --port $(PORT) --fakes-port $(FAKES_PORT) \
+		$(if $(filter 0,$(FAKES)),--no-fakes)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
