@@ -1,0 +1,338 @@
+"""The message endpoints: list, detail, track and send, with their permissions."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from feedback_app import services
+from feedback_app.models import Message, MessageEvent
+from feedback_app.providers import PermanentError, RetryableError, locmem
+from feedback_app.states import Delivery, Feedback, Source
+
+from ..factories import NUMBERS, make_message
+from .conftest import API, json_client, make_user, token_client
+
+pytestmark = pytest.mark.django_db
+
+MESSAGES = f"{API}/messages/"
+
+
+def detail_url(message_id: object) -> str:
+    return f"{MESSAGES}{message_id}/"
+
+
+# -- list --------------------------------------------------------------------------------------
+
+
+def test_anonymous_list_is_401_with_the_token_challenge(anonymous, message):
+    response = anonymous.get(MESSAGES)
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"] == "Token"
+    assert response.json()["code"] == "not_authenticated"
+    assert str(message.pk) not in response.content.decode()
+
+
+def test_list_without_view_permission_is_403(client_with, message):
+    response = client_with("confirm_message", "send_message").get(MESSAGES)
+    assert response.status_code == 403
+    assert response.json()["code"] == "permission_denied"
+    assert str(message.pk) not in response.content.decode()
+
+
+def test_list_is_newest_first(client_with):
+    now = timezone.now()
+    old = make_message(sent_at=now - timedelta(hours=2))
+    new = make_message(sent_at=now - timedelta(minutes=1))
+    middle = make_message(sent_at=now - timedelta(hours=1))
+    response = client_with("view_message").get(MESSAGES)
+    assert response.status_code == 200
+    ids = [row["id"] for row in response.json()["results"]]
+    assert ids == [str(new.pk), str(middle.pk), str(old.pk)]
+
+
+def test_cursor_pagination_visits_every_message_once_even_with_equal_times(client_with):
+    sent = timezone.now() - timedelta(minutes=5)
+    expected = {str(make_message(sent_at=sent).pk) for _ in range(7)}
+    expected |= {str(make_message(sent_at=sent - timedelta(seconds=i)).pk) for i in range(1, 6)}
+    client = client_with("view_message")
+    seen: list[str] = []
+    url = f"{MESSAGES}?page_size=3"
+    pages = 0
+    while url:
+        body = client.get(url).json()
+        seen += [row["id"] for row in body["results"]]
+        url = body["next"]
+        pages += 1
+    assert sorted(seen) == sorted(expected)
+    assert pages == 4
+
+
+def test_page_size_is_capped(client_with):
+    for _ in range(3):
+        make_message()
+    body = client_with("view_message").get(f"{MESSAGES}?page_size=100000").json()
+    assert len(body["results"]) == 3
+    assert body["next"] is None and body["previous"] is None
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("provider=silent", {"silent"}),
+        ("purpose=login", {"login"}),
+        ("channel=whatsapp", {"whatsapp"}),
+        ("country=GB", {"gb"}),
+        ("feedback=confirmed", {"confirmed"}),
+        ("delivery_status=delivered", {"delivered"}),
+        ("sender=ACME", {"acme"}),
+    ],
+)
+def test_each_filter_selects_its_messages(client_with, query, expected):
+    make_message()  # matches none of the filters
+    tagged = {
+        "silent": make_message(provider="silent"),
+        "login": make_message(purpose="login"),
+        "whatsapp": make_message(channel="whatsapp"),
+        "gb": make_message(to=NUMBERS["GB"]),
+        "confirmed": make_message(),
+        "delivered": make_message(delivery_status=Delivery.DELIVERED),
+        "acme": make_message(sender="ACME"),
+    }
+    services.confirm(tagged["confirmed"])
+    body = client_with("view_message").get(f"{MESSAGES}?{query}").json()
+    assert {row["id"] for row in body["results"]} == {str(tagged[name].pk) for name in expected}
+
+
+def test_sent_after_is_inclusive_and_sent_before_exclusive(client_with):
+    start = timezone.now().replace(microsecond=0) - timedelta(hours=3)
+    before = make_message(sent_at=start - timedelta(seconds=1))
+    at_start = make_message(sent_at=start)
+    inside = make_message(sent_at=start + timedelta(hours=1))
+    at_end = make_message(sent_at=start + timedelta(hours=2))
+    end = start + timedelta(hours=2)
+    query = {"sent_after": start.isoformat(), "sent_before": end.isoformat()}
+    body = client_with("view_message").get(MESSAGES, query).json()
+    ids = {row["id"] for row in body["results"]}
+    assert ids == {str(at_start.pk), str(inside.pk)}
+    assert str(before.pk) not in ids and str(at_end.pk) not in ids
+
+
+def test_list_shows_the_masked_recipient_never_the_number_or_its_hash(client_with):
+    message = make_message(to=NUMBERS["DE"])
+    text = client_with("view_message").get(MESSAGES).content.decode()
+    assert message.recipient_masked in text
+    assert NUMBERS["DE"] not in text
+    assert message.recipient_hash not in text
+
+
+# -- detail ------------------------------------------------------------------------------------
+
+
+def test_detail_has_the_event_history_oldest_first(client_with, message):
+    services.record_delivery(message, Delivery.SENT)
+    services.confirm(message)
+    body = client_with("view_message").get(detail_url(message.pk)).json()
+    assert body["id"] == str(message.pk)
+    assert body["feedback"] == Feedback.CONFIRMED
+    assert [(e["kind"], e["to_value"]) for e in body["events"]] == [
+        ("delivery", "queued"),
+        ("delivery", "sent"),
+        ("feedback", "confirmed"),
+    ]
+    assert "id" not in body["events"][0]
+
+
+@pytest.mark.parametrize("missing", [str(uuid.uuid4()), "not-a-uuid", "1", "%20"])
+def test_detail_of_an_unknown_or_malformed_id_is_a_json_404(client_with, missing):
+    response = client_with("view_message").get(detail_url(missing))
+    assert response.status_code == 404
+    assert response.json()["code"] == "not_found"
+
+
+def test_without_permission_existing_and_unknown_ids_get_the_same_answer(client_with, message):
+    client = client_with("confirm_message")
+    existing = client.get(detail_url(message.pk))
+    unknown = client.get(detail_url(uuid.uuid4()))
+    assert existing.status_code == unknown.status_code == 403
+    assert existing.json() == unknown.json()
+
+
+def test_anonymous_detail_is_401(anonymous, message):
+    assert anonymous.get(detail_url(message.pk)).status_code == 401
+
+
+# -- track -------------------------------------------------------------------------------------
+
+
+def test_track_records_a_message_sent_by_the_caller(client_with):
+    sent_at = timezone.now() - timedelta(minutes=1)
+    response = client_with("add_message").post(
+        MESSAGES,
+        {
+            "provider": "locmem",
+            "provider_message_id": "SM123",
+            "to": NUMBERS["BR"],
+            "purpose": "login",
+            "channel": "whatsapp",
+            "sender": "+15005550006",
+            "sent_at": sent_at.isoformat(),
+            "feedback_requested": False,
+            "metadata": {"flow": "signup"},
+            "delivery_status": "sent",
+            "provider_status": "accepted",
+        },
+        format="json",
+    )
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    message = Message.objects.get(pk=body["id"])
+    assert (message.provider, message.provider_message_id, message.purpose) == (
+        "locmem",
+        "SM123",
+        "login",
+    )
+    assert message.country == "BR" and message.feedback_requested is False
+    assert message.sent_at == sent_at and message.metadata == {"flow": "signup"}
+    assert body["recipient"] == message.recipient_masked
+    assert "to" not in body
+    event = MessageEvent.objects.get(message=message)
+    assert event.source == Source.API
+
+
+def test_track_defaults_match_the_python_api(client_with):
+    response = client_with("add_message").post(
+        MESSAGES, {"provider": "locmem", "provider_message_id": "X1", "to": NUMBERS["US"]}
+    )
+    assert response.status_code == 201
+    body = response.json()
+    assert (body["purpose"], body["channel"], body["delivery_status"]) == ("otp", "sms", "queued")
+    assert body["feedback_requested"] is True and body["feedback"] == "pending"
+
+
+def test_tracking_a_provider_id_twice_is_400_naming_the_field(client_with, message):
+    again = {"provider": "locmem", "provider_message_id": message.provider_message_id}
+    response = client_with("add_message").post(MESSAGES, {**again, "to": NUMBERS["GB"]})
+    assert response.status_code == 400
+    assert "already tracked" in response.json()["fields"]["provider_message_id"][0]["detail"]
+    assert Message.objects.count() == 1
+
+
+@pytest.mark.parametrize("codenames", [(), ("view_message",), ("send_message",)])
+def test_track_without_add_permission_is_403_and_writes_nothing(client_with, codenames):
+    response = client_with(*codenames).post(
+        MESSAGES, {"provider": "locmem", "provider_message_id": "X", "to": NUMBERS["US"]}
+    )
+    assert response.status_code == 403
+    assert not Message.objects.exists()
+
+
+def test_session_authentication_works_and_requires_the_csrf_token(db):
+    client = json_client(enforce_csrf_checks=True)
+    client.force_login(make_user("add_message"))
+    data = {"provider": "locmem", "provider_message_id": "S1", "to": NUMBERS["US"]}
+    refused = client.post(MESSAGES, data, format="json")
+    assert refused.status_code == 403
+    assert "CSRF" in refused.json()["detail"]
+    secret = "a" * 32  # what a browser holds in the csrftoken cookie and sends back
+    client.cookies["csrftoken"] = secret
+    accepted = client.post(MESSAGES, data, format="json", HTTP_X_CSRFTOKEN=secret)
+    assert accepted.status_code == 201
+
+
+# -- send --------------------------------------------------------------------------------------
+
+
+def test_send_passes_the_body_to_the_provider_and_never_stores_or_echoes_it(client_with):
+    body = "Your code is 739201"
+    response = client_with("send_message").post(
+        f"{MESSAGES}send/",
+        {"provider": "locmem", "to": NUMBERS["IN"], "body": body, "metadata": {"flow": "login"}},
+        format="json",
+    )
+    assert response.status_code == 201, response.json()
+    assert locmem.outbox[-1]["body"] == body
+    assert locmem.outbox[-1]["to"] == NUMBERS["IN"]
+    text = response.content.decode()
+    assert "739201" not in text and NUMBERS["IN"] not in text
+    message = Message.objects.get(pk=response.json()["id"])
+    assert str(message.pk) == locmem.outbox[-1]["message_id"]
+    stored = str(list(Message.objects.values())) + str(list(MessageEvent.objects.values()))
+    assert "739201" not in stored and NUMBERS["IN"] not in stored
+    assert MessageEvent.objects.get(message=message).source == Source.API
+
+
+@pytest.mark.parametrize("codenames", [(), ("add_message", "view_message", "confirm_message")])
+def test_send_without_send_permission_is_403_and_sends_nothing(client_with, codenames):
+    response = client_with(*codenames).post(
+        f"{MESSAGES}send/", {"provider": "locmem", "to": NUMBERS["US"], "body": "code 1"}
+    )
+    assert response.status_code == 403
+    assert not locmem.outbox
+    assert not Message.objects.exists()
+
+
+def test_send_when_the_provider_is_unavailable_is_503_and_writes_nothing(client_with):
+    locmem.fail_next(1, RetryableError("throttled", code=429))
+    response = client_with("send_message").post(
+        f"{MESSAGES}send/", {"provider": "locmem", "to": NUMBERS["US"], "body": "code 1"}
+    )
+    assert response.status_code == 503
+    assert response.json() == {
+        "code": "provider_unavailable",
+        "detail": response.json()["detail"],
+        "fields": {},
+    }
+    assert not Message.objects.exists()
+
+
+def test_send_refused_by_the_provider_is_502_with_its_code_not_its_message(client_with):
+    locmem.fail_next(1, PermanentError("account AC123 suspended", code=21610))
+    response = client_with("send_message").post(
+        f"{MESSAGES}send/", {"provider": "locmem", "to": NUMBERS["US"], "body": "code 1"}
+    )
+    assert response.status_code == 502
+    body = response.json()
+    assert body["code"] == "provider_rejected"
+    assert "21610" in body["detail"] and "AC123" not in body["detail"]
+    assert not Message.objects.exists()
+
+
+def test_send_to_an_invalid_number_is_400_and_calls_no_provider(client_with):
+    response = client_with("send_message").post(
+        f"{MESSAGES}send/", {"provider": "locmem", "to": "+1 555", "body": "code 1"}
+    )
+    assert response.status_code == 400
+    assert list(response.json()["fields"]) == ["to"]
+    assert not locmem.outbox
+
+
+def test_send_through_an_unknown_provider_is_400(client_with):
+    response = client_with("send_message").post(
+        f"{MESSAGES}send/", {"provider": "carrier-pigeon", "to": NUMBERS["US"], "body": "code 1"}
+    )
+    assert response.status_code == 400
+    assert response.json()["fields"]["provider"][0]["code"] == "invalid_choice"
+    assert not locmem.outbox
+
+
+def test_superuser_token_can_do_everything(admin, message):
+    assert admin.get(MESSAGES).status_code == 200
+    assert admin.get(detail_url(message.pk)).status_code == 200
+    assert admin.post(f"{detail_url(message.pk)}confirm/").status_code == 200
+
+
+def test_get_on_a_post_only_endpoint_is_a_json_405(client_with):
+    response = client_with("send_message").get(f"{MESSAGES}send/")
+    assert response.status_code == 405
+    assert response.json()["code"] == "method_not_allowed"
+
+
+def test_user_for_a_token_client_is_the_actor(db, message):
+    user = make_user("confirm_message")
+    token_client(user).post(f"{detail_url(message.pk)}confirm/")
+    event = MessageEvent.objects.get(message=message, kind="feedback")
+    assert (event.actor, event.source) == (user.username, Source.API)
