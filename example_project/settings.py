@@ -164,6 +164,8 @@ if FAKES_URL:
                 **_aws_fake,
                 "CONFIGURATION_SET": "demo",
                 "ORIGINATION_IDENTITY": "+12065550100",
+                "WEBHOOK_BASIC_AUTH": "sns:demo-webhook-password",
+                "SNS_TOPIC_ARNS": ["arn:aws:sns:us-east-1:111122223333:demo-sms-events"],
             },
             "chime": {
                 **_aws_fake,

@@ -86,7 +86,7 @@ def _check_providers(providers: Any) -> list:
             )
             continue
         try:
-            import_string(path)
+            backend = import_string(path)
         except ImportError as exc:
             errors.append(
                 Error(
@@ -95,6 +95,8 @@ def _check_providers(providers: Any) -> list:
                     id=f"{PREFIX}.E008",
                 )
             )
+            continue
+        errors += backend.check_config(key, config)
     return errors
 
 

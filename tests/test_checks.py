@@ -239,3 +239,45 @@ def test_several_problems_are_all_reported(settings):
         call_command("check", stdout=StringIO(), stderr=StringIO())
     for code in ("E002", "E004", "E005", "E009", "E010", "E011"):
         assert f"feedback_app.{code}" in str(excinfo.value)
+
+
+# Provider backends check their own settings ------------------------------------------------
+
+
+def test_twilio_without_auth_token_or_callback_url_warns_w101_and_w102(feedback_app, monkeypatch):
+    monkeypatch.delenv("TWILIO_AUTH_TOKEN", raising=False)
+    feedback_app(PROVIDERS={"twilio": {"ACCOUNT_SID": "AC" + "0" * 32}}, PUBLIC_URL=None)
+    assert app_ids() == ["feedback_app.W101", "feedback_app.W102"]
+
+
+def test_twilio_with_token_and_public_url_is_clean(feedback_app):
+    feedback_app(
+        PROVIDERS={"twilio": {"ACCOUNT_SID": "AC" + "0" * 32, "AUTH_TOKEN": "secret"}},
+        PUBLIC_URL="https://app.example.com",
+    )
+    assert app_ids() == []
+
+
+def test_aws_sms_without_sns_protection_warns_w103(feedback_app):
+    feedback_app(PROVIDERS={"aws_sms": {"WEBHOOK_BASIC_AUTH": "sns:secret"}})
+    issues = app_issues()
+    assert [issue.id for issue in issues] == ["feedback_app.W103"]
+    assert "SNS_TOPIC_ARNS" in issues[0].msg
+    feedback_app(
+        PROVIDERS={
+            "aws_sms": {
+                "WEBHOOK_BASIC_AUTH": "sns:secret",
+                "SNS_TOPIC_ARNS": ["arn:aws:sns:us-east-1:111122223333:sms"],
+            }
+        }
+    )
+    assert app_ids() == []
+
+
+def test_chime_without_bearer_warns_w104(feedback_app):
+    feedback_app(PROVIDERS={"chime": {}})
+    assert app_ids() == ["feedback_app.W104"]
+    feedback_app(
+        PROVIDERS={"chime": {"CHIME_BEARER": "arn:aws:chime:us-east-1:1:app-instance/a/bot/b"}}
+    )
+    assert app_ids() == []

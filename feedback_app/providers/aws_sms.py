@@ -13,6 +13,8 @@ from __future__ import annotations
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from django.core.checks import CheckMessage, Warning
+
 from ..states import Channel, Delivery
 from .aws import RETRYABLE_CODES, classify_error, make_client
 from .base import PermanentError, Provider, SendResult
@@ -66,6 +68,22 @@ class AwsSmsProvider(Provider):
     """
 
     reports = frozenset(FEEDBACK_STATUSES)
+
+    @classmethod
+    def check_config(cls, key: str, config: dict[str, Any]) -> list[CheckMessage]:
+        missing = [
+            name for name in ("WEBHOOK_BASIC_AUTH", "SNS_TOPIC_ARNS") if not config.get(name)
+        ]
+        if not missing:
+            return []
+        return [
+            Warning(
+                f"Provider {key!r} has no {' and no '.join(missing)}: its SNS webhook refuses "
+                "every notification, so no delivery status arrives.",
+                hint="See docs/providers/aws_sms.md, 'The SNS webhook'.",
+                id="feedback_app.W103",
+            )
+        ]
 
     @cached_property
     def client(self) -> BaseClient:

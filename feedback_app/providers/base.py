@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from django.core.checks import CheckMessage
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
@@ -78,6 +79,11 @@ class Provider:
     def __init__(self, key: str, config: dict[str, Any]) -> None:
         self.key = key
         self.config = config
+
+    @classmethod
+    def check_config(cls, key: str, config: dict[str, Any]) -> list[CheckMessage]:
+        """System-check messages for this backend's settings (``manage.py check``)."""
+        return []
 
     def send(
         self,

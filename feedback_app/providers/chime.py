@@ -13,6 +13,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
+from django.core.checks import CheckMessage, Warning
 
 from ..states import Channel, Delivery
 from .aws import classify_error, make_client
@@ -55,6 +56,18 @@ class ChimeProvider(Provider):
 
     reports = frozenset()
     poll_statuses = frozenset({Delivery.QUEUED})
+
+    @classmethod
+    def check_config(cls, key: str, config: dict[str, Any]) -> list[CheckMessage]:
+        if config.get("CHIME_BEARER"):
+            return []
+        return [
+            Warning(
+                f"Provider {key!r} has no CHIME_BEARER: every send must pass chime_bearer.",
+                hint="Set CHIME_BEARER to the AppInstanceUser or AppInstanceBot ARN that sends.",
+                id="feedback_app.W104",
+            )
+        ]
 
     @cached_property
     def client(self) -> BaseClient:

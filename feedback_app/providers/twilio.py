@@ -20,6 +20,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import requests
+from django.core.checks import CheckMessage, Warning
 from django.urls import reverse
 from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
 from twilio.http.http_client import TwilioHttpClient
@@ -139,6 +140,28 @@ class TwilioProvider(Provider):
     """Sends with ``messages.create(provide_feedback=True)``; reports ``confirmed`` only."""
 
     reports = frozenset({"confirmed"})
+
+    @classmethod
+    def check_config(cls, key: str, config: dict[str, Any]) -> list[CheckMessage]:
+        messages: list[CheckMessage] = []
+        if not (config.get("AUTH_TOKEN") or os.environ.get("TWILIO_AUTH_TOKEN")):
+            messages.append(
+                Warning(
+                    f"Provider {key!r} has no AUTH_TOKEN: every status callback will be refused.",
+                    hint="Set AUTH_TOKEN (or TWILIO_AUTH_TOKEN); it validates X-Twilio-Signature.",
+                    id="feedback_app.W101",
+                )
+            )
+        if not (config.get("STATUS_CALLBACK") or app_settings.PUBLIC_URL):
+            messages.append(
+                Warning(
+                    f"Provider {key!r} asks Twilio for no status callbacks.",
+                    hint="Set FEEDBACK_APP['PUBLIC_URL'] or the provider's STATUS_CALLBACK, or "
+                    "set the callback on the Messaging Service.",
+                    id="feedback_app.W102",
+                )
+            )
+        return messages
 
     @cached_property
     def client(self) -> Client:
