@@ -4,8 +4,11 @@ import socket
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from feedback_app.providers import locmem
+
+from .clock import Clock
 
 _real_connect = socket.socket.connect
 
@@ -26,6 +29,14 @@ def _loopback_only(self: socket.socket, address: object) -> object:
 @pytest.fixture(autouse=True)
 def _no_network(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", _loopback_only)
+
+
+@pytest.fixture
+def clock(monkeypatch) -> Clock:
+    """``timezone.now`` frozen at the real now; move it with ``clock.advance(...)``."""
+    clock = Clock(timezone.now())
+    monkeypatch.setattr(timezone, "now", clock)
+    return clock
 
 
 @pytest.fixture(autouse=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 import threading
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from django.db import connection, transaction
@@ -20,27 +20,6 @@ from feedback_app.states import CallState, Feedback, Operation
 from .factories import make_message
 
 pytestmark = pytest.mark.django_db
-
-
-class Clock:
-    """A controllable ``timezone.now``."""
-
-    def __init__(self, start: datetime) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> datetime:
-        self.now += timedelta(**delta)
-        return self.now
-
-
-@pytest.fixture
-def clock(monkeypatch) -> Clock:
-    clock = Clock(timezone.now())
-    monkeypatch.setattr(timezone, "now", clock)
-    return clock
 
 
 @pytest.fixture

@@ -10,7 +10,17 @@ from django.utils.translation import ngettext
 
 from .. import outbox, services
 from ..models import Message, MessageEvent, ProviderCall
-from ..states import CallState, Source
+from ..states import Source
+
+
+def _retry(model_admin: admin.ModelAdmin, request: HttpRequest, calls: QuerySet) -> None:
+    """Queue failed or given-up calls again (retry_calls skips any other state)."""
+    count = outbox.retry_calls(queryset=calls)
+    model_admin.message_user(
+        request,
+        ngettext("%d provider call queued again.", "%d provider calls queued again.", count)
+        % count,
+    )
 
 
 class ReadOnlyInline(admin.TabularInline):
@@ -22,6 +32,21 @@ class ReadOnlyInline(admin.TabularInline):
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Shows rows and their history; changes go through actions that call services."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        # The change view is the detail page; nothing on it is editable.
+        return request.method in ("GET", "HEAD") and super().has_view_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        # History is append-only; retention is the purge command's job, in batches.
         return False
 
 
@@ -49,7 +74,7 @@ class ProviderCallInline(ReadOnlyInline):
 
 
 @admin.register(Message)
-class MessageAdmin(admin.ModelAdmin):
+class MessageAdmin(ReadOnlyAdmin):
     list_display = [
         "sent_at",
         "provider",
@@ -81,17 +106,6 @@ class MessageAdmin(admin.ModelAdmin):
     actions = ["confirm_selected", "fail_selected", "retry_calls"]
     readonly_fields = [f.name for f in Message._meta.fields]
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        # The change view is the detail page; nothing on it is editable.
-        return request.method in ("GET", "HEAD") and super().has_view_permission(request, obj)
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        # History is append-only; retention is the purge command's job, in batches.
-        return False
-
     def has_confirm_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("feedback_app.confirm_message")
 
@@ -117,16 +131,11 @@ class MessageAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Retry failed provider calls"), permissions=["confirm"])
     def retry_calls(self, request: HttpRequest, queryset: QuerySet) -> None:
-        count = outbox.retry_calls(queryset=ProviderCall.objects.filter(message__in=queryset))
-        self.message_user(
-            request,
-            ngettext("%d provider call queued again.", "%d provider calls queued again.", count)
-            % count,
-        )
+        _retry(self, request, ProviderCall.objects.filter(message__in=queryset))
 
 
 @admin.register(ProviderCall)
-class ProviderCallAdmin(admin.ModelAdmin):
+class ProviderCallAdmin(ReadOnlyAdmin):
     list_display = [
         "created_at",
         "provider",
@@ -144,25 +153,9 @@ class ProviderCallAdmin(admin.ModelAdmin):
     actions = ["retry_selected"]
     show_full_result_count = False
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return request.method in ("GET", "HEAD") and super().has_view_permission(request, obj)
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
     def has_retry_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("feedback_app.confirm_message")
 
     @admin.action(description=_("Retry selected calls"), permissions=["retry"])
     def retry_selected(self, request: HttpRequest, queryset: QuerySet) -> None:
-        count = outbox.retry_calls(
-            queryset=queryset.filter(state__in=[CallState.FAILED, CallState.GAVE_UP])
-        )
-        self.message_user(
-            request,
-            ngettext("%d provider call queued again.", "%d provider calls queued again.", count)
-            % count,
-        )
+        _retry(self, request, queryset)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import socket
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -16,7 +16,6 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 from botocore.stub import Stubber
-from django.utils import timezone
 
 from feedback_app import services, tasks
 from feedback_app.models import Message, ProviderCall
@@ -45,27 +44,6 @@ PERMANENT = [
     "ConflictException",
     "ServiceQuotaExceededException",
 ]
-
-
-class Clock:
-    """A controllable ``timezone.now``."""
-
-    def __init__(self, start: datetime) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> datetime:
-        self.now += timedelta(**delta)
-        return self.now
-
-
-@pytest.fixture
-def clock(monkeypatch) -> Clock:
-    clock = Clock(timezone.now())
-    monkeypatch.setattr(timezone, "now", clock)
-    return clock
 
 
 @pytest.fixture(autouse=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -458,22 +458,10 @@ def test_a_refused_connection_is_retryable(settings):
     assert raised.value.code == "ConnectionError"
 
 
-class Clock:
-    """A controllable ``timezone.now``."""
-
-    def __init__(self, start: datetime) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 def test_a_report_that_fails_five_times_reaches_twilio_exactly_once_through_the_outbox(
-    twilio, fake, monkeypatch, django_capture_on_commit_callbacks
+    twilio, fake, clock, django_capture_on_commit_callbacks
 ):
     message = send()
-    clock = Clock(timezone.now())
-    monkeypatch.setattr(timezone, "now", clock)
     fake.fail_next(5, status=503)
 
     with django_capture_on_commit_callbacks(execute=True):
