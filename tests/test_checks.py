@@ -13,6 +13,10 @@ from django.core.management.base import SystemCheckError
 GOOD_KEY = "a-long-enough-hash-key-0123456789"
 
 
+# Model checks ask the database what it supports (JSONField on SQLite).
+pytestmark = pytest.mark.django_db
+
+
 def app_issues() -> list:
     return [issue for issue in run_checks() if issue.id.startswith("feedback_app.")]
 
