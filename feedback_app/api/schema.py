@@ -7,9 +7,12 @@ The docs page loads Swagger UI from drf-spectacular-sidecar's static files: no C
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.renderers import OpenApiJsonRenderer
 from drf_spectacular.settings import patched_settings
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
@@ -93,6 +96,16 @@ class FilteredSchema(AutoSchema):
 
     def get_filter_backends(self) -> list[Any]:
         return getattr(self.view, "filter_backends", [])
+
+
+def openapi_schema() -> dict[str, Any]:
+    """The schema ``api/schema/`` serves, as plain JSON data, without a request.
+
+    For tools (code generators, schemathesis) and for checking the schema in CI.
+    """
+    with patched_settings(SCHEMA_SETTINGS):
+        schema = SchemaGenerator().get_schema(request=None, public=True)
+    return json.loads(OpenApiJsonRenderer().render(schema))
 
 
 class SchemaView(SpectacularAPIView):
