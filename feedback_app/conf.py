@@ -51,6 +51,24 @@ DEFAULTS: dict[str, Any] = {
     # Messages whose open status is polled, and for how long after sending (seconds).
     "POLL_BATCH": 200,
     "POLL_MAX_AGE": 3600,
+    # ``manage.py feedback_sync`` also asks providers that can fetch a status (``fetch_status``)
+    # about messages still in one of their ``sync_statuses`` (Twilio: ``sent``, often the last
+    # status when a carrier sends no receipt) once this many seconds have passed since sending,
+    # for messages sent within SYNC_MAX_AGE seconds.
+    "SYNC_STALE_AFTER": 3600,
+    "SYNC_MAX_AGE": 172800,
+    # Days a message (with its events and provider calls) is kept; ``manage.py feedback_purge``
+    # deletes older ones. None keeps everything.
+    "RETENTION_DAYS": 90,
+    # The django-two-factor-auth SMS gateway (``feedback_app.integrations.two_factor``): the
+    # provider key it sends through, the purpose and sender recorded, and the text ({token} is
+    # the code).
+    "TWO_FACTOR": {
+        "PROVIDER": None,
+        "PURPOSE": "2fa",
+        "SENDER": None,
+        "BODY": "Your verification code is {token}",
+    },
     # Public base URL of this site ("https://example.com"), used to build webhook URLs given to
     # providers and to check signatures behind a proxy; None: taken from each request.
     "PUBLIC_URL": None,
@@ -85,7 +103,7 @@ class AppSettings:
             merged.update(user)
             # Nested dicts merge one level deep so a project can override one retry knob.
             # A value that is not a dict is kept as given, for the system checks to report.
-            for key in ("RETRY", "SCHEDULES"):
+            for key in ("RETRY", "SCHEDULES", "TWO_FACTOR"):
                 value = user.get(key, {})
                 merged[key] = {**DEFAULTS[key], **value} if isinstance(value, dict) else value
             self._cache = merged

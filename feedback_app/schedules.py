@@ -14,21 +14,42 @@ SCHEDULES: dict[str, str] = {
 }
 
 
+def _wanted(name: str, func: str) -> dict[str, Any]:
+    """The fields schedule ``name`` should have under the current settings."""
+    from django_q.models import Schedule
+
+    wanted: dict[str, Any] = {
+        "func": func,
+        "schedule_type": Schedule.MINUTES,
+        "minutes": int(app_settings.SCHEDULES[name.removeprefix("feedback_app.")]),
+        "repeats": -1,
+    }
+    if app_settings.QUEUE:
+        wanted["cluster"] = app_settings.QUEUE
+    return wanted
+
+
+def outdated_schedules() -> list[str]:
+    """Names of the schedules that are missing or differ from the settings; writes nothing."""
+    from django_q.models import Schedule
+
+    existing = {s.name: s for s in Schedule.objects.filter(name__in=list(SCHEDULES))}
+    outdated = []
+    for name, func in SCHEDULES.items():
+        schedule = existing.get(name)
+        wanted = _wanted(name, func)
+        if schedule is None or any(getattr(schedule, k) != v for k, v in wanted.items()):
+            outdated.append(name)
+    return outdated
+
+
 def ensure_schedules() -> list[str]:
     """Create missing schedules and fix changed ones; returns the names written."""
     from django_q.models import Schedule
 
     written = []
     for name, func in SCHEDULES.items():
-        minutes = int(app_settings.SCHEDULES[name.removeprefix("feedback_app.")])
-        wanted: dict[str, Any] = {
-            "func": func,
-            "schedule_type": Schedule.MINUTES,
-            "minutes": minutes,
-            "repeats": -1,
-        }
-        if app_settings.QUEUE:
-            wanted["cluster"] = app_settings.QUEUE
+        wanted = _wanted(name, func)
         schedule = Schedule.objects.filter(name=name).first()
         if schedule is None:
             Schedule.objects.create(name=name, **wanted)

@@ -75,6 +75,9 @@ class Provider:
     reports: ClassVar[frozenset[str]] = frozenset()
     #: Delivery statuses worth polling the provider about (empty: this provider is not polled).
     poll_statuses: ClassVar[frozenset[str]] = frozenset()
+    #: Delivery statuses that may be the last one a provider sends unasked (no receipt from the
+    #: carrier); ``manage.py feedback_sync`` fetches them once they are SYNC_STALE_AFTER old.
+    sync_statuses: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, key: str, config: dict[str, Any]) -> None:
         self.key = key

@@ -140,6 +140,8 @@ class TwilioProvider(Provider):
     """Sends with ``messages.create(provide_feedback=True)``; reports ``confirmed`` only."""
 
     reports = frozenset({"confirmed"})
+    #: ``sent`` is often final when the carrier returns no receipt; a fetch may know more.
+    sync_statuses = frozenset({Delivery.SENT})
 
     @classmethod
     def check_config(cls, key: str, config: dict[str, Any]) -> list[CheckMessage]:

@@ -12,6 +12,7 @@ from django.db import transaction
 
 from ... import demo
 from ...models import Message
+from ..progress import Progress
 
 DEMO_USERNAME = "demo"
 DEMO_PASSWORD = "demo"  # noqa: S105  (a local demo account, printed on purpose)
@@ -57,7 +58,9 @@ class Command(BaseCommand):
             "missing, and print the credentials.",
         )
         parser.add_argument(
-            "--no-progress", action="store_true", help="Do not print progress while seeding."
+            "--no-progress",
+            action="store_true",
+            help="Print no progress (by default a bar on a terminal, a line per tenth otherwise).",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -76,15 +79,15 @@ class Command(BaseCommand):
             self.stdout.write(f"{count:,} messages exist already: reusing the existing data.")
             return
 
-        progress = None if options["no_progress"] else self._progress()
+        progress = Progress(self.stdout, messages, "messages", enabled=not options["no_progress"])
         started = time.monotonic()
         try:
-            created = demo.seed(days, messages, options["seed"], progress=progress)
+            created = demo.seed(days, messages, options["seed"], progress=progress.update)
         except ImproperlyConfigured as exc:
             raise CommandError(f"Cannot seed: {exc}") from exc
+        finally:
+            progress.finish()
         elapsed = time.monotonic() - started
-        if progress is not None and self.stdout.isatty():
-            self.stdout.write("")  # end the progress line
         self.stdout.write(
             self.style.SUCCESS(
                 f"Seeded {created:,} messages over {days} days for "
@@ -108,20 +111,3 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Superuser {note}: username {DEMO_USERNAME!r}, password {DEMO_PASSWORD!r}."
         )
-
-    def _progress(self) -> demo.ProgressCallback:
-        tty = self.stdout.isatty()
-        last = [-1]
-
-        def report(done: int, total: int) -> None:
-            if tty:
-                self.stdout.write(f"\r  {done:,} / {total:,} messages", ending="")
-                self.stdout.flush()
-                return
-            # Not a terminal (a log, a pipe): one line per tenth instead of a line per batch.
-            tenth = done * 10 // total
-            if tenth != last[0]:
-                last[0] = tenth
-                self.stdout.write(f"  {done:,} / {total:,} messages")
-
-        return report

@@ -1,0 +1,41 @@
+"""``manage.py feedback_schedules``: create or verify the django-q2 schedules the app needs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from ... import schedules
+
+
+class Command(BaseCommand):
+    help = (
+        "Create the django-q2 schedules the app needs (sweep_outbox, expire_overdue, "
+        "poll_statuses; minutes from the SCHEDULES setting, cluster from QUEUE) or fix ones "
+        "that differ. migrate does the same. With --check, only report: exit status 1 when a "
+        "schedule is missing or differs."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--check",
+            action="store_true",
+            help="Verify only; write nothing and fail if a schedule is missing or differs.",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["check"]:
+            outdated = schedules.outdated_schedules()
+            if outdated:
+                raise CommandError(
+                    f"Missing or different: {', '.join(outdated)}. "
+                    "Run manage.py feedback_schedules to fix them."
+                )
+            self.stdout.write(self.style.SUCCESS("All schedules are as configured."))
+            return
+        written = schedules.ensure_schedules()
+        if written:
+            self.stdout.write(self.style.SUCCESS(f"Created or updated: {', '.join(written)}."))
+        else:
+            self.stdout.write("All schedules were already as configured.")

@@ -1,0 +1,44 @@
+"""``manage.py feedback_sync``: ask providers for statuses that are still open."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+
+from ... import polling
+from ..arguments import parse_positive_int
+from ..progress import Progress
+
+
+class Command(BaseCommand):
+    help = (
+        "Ask the providers about messages whose delivery status may still change: open statuses "
+        "of polled providers (chime PENDING, sent within POLL_MAX_AGE), and statuses a provider "
+        "may never move on by itself (twilio 'sent' when the carrier sends no receipt) once "
+        "SYNC_STALE_AFTER seconds old, sent within SYNC_MAX_AGE. Each message is fetched once "
+        "through the provider's SDK; statuses only move forward."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--limit", help="Ask about at most this many messages, oldest first.")
+        parser.add_argument(
+            "--no-progress",
+            action="store_true",
+            help="Print no progress (by default a bar on a terminal, a line per tenth otherwise).",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        limit = options["limit"]
+        limit = parse_positive_int(limit, "--limit") if limit is not None else None
+        progress = Progress(self.stdout, None, "messages", enabled=not options["no_progress"])
+        try:
+            result = polling.sync_statuses(limit=limit, progress=progress.update)
+        finally:
+            progress.finish()
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Asked about {result.checked:,} messages: {result.changed:,} changed status, "
+                f"{result.errors:,} provider errors."
+            )
+        )
