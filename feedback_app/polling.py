@@ -120,7 +120,8 @@ def sync_statuses(
     checked = changed = errors = 0
     batch = max(1, int(app_settings.POLL_BATCH))
     for start in range(0, len(ids), batch):
-        for message in Message.objects.filter(pk__in=ids[start : start + batch]):
+        chunk = Message.objects.filter(pk__in=ids[start : start + batch]).order_by("sent_at", "pk")
+        for message in chunk:
             outcome = _poll(message)
             checked += 1
             changed += outcome is True
