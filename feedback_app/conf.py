@@ -47,7 +47,9 @@ DEFAULTS: dict[str, Any] = {
     # Messages moved to ``expired`` per statement batch.
     "EXPIRE_BATCH": 5000,
     # Minutes between runs of the django-q2 schedules created on migrate.
-    "SCHEDULES": {"sweep_outbox": 1, "expire_overdue": 1, "poll_statuses": 1},
+    # refresh_rollups keeps the dashboard's pre-aggregated hours fresh; reports read the messages
+    # changed since, so a longer interval costs speed, never correctness.
+    "SCHEDULES": {"sweep_outbox": 1, "expire_overdue": 1, "poll_statuses": 1, "refresh_rollups": 1},
     # Messages whose open status is polled, and for how long after sending (seconds).
     "POLL_BATCH": 200,
     "POLL_MAX_AGE": 3600,
@@ -81,6 +83,10 @@ DEFAULTS: dict[str, Any] = {
     "CONFIRM_INVALID_URL": None,
     # Seconds an ``Idempotency-Key`` is remembered (its first response is replayed).
     "IDEMPOTENCY_TTL": 86400,
+    # The dashboard's alerts: a country or sender whose conversion rate over the last 24 hours
+    # is below its own rate over the 30 days before by more than DROP (0.3: under 70 % of it),
+    # when both periods have at least MIN_VOLUME messages (fewer are noise).
+    "ALERTS": {"MIN_VOLUME": 50, "DROP": 0.3},
 }
 
 

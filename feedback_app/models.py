@@ -57,6 +57,8 @@ class Message(models.Model):
             models.Index(fields=["-sent_at"], name="feedback_app_msg_sent"),
             models.Index(fields=["provider", "sent_at"], name="feedback_app_msg_prov_sent"),
             models.Index(fields=["country", "sent_at"], name="feedback_app_msg_country_sent"),
+            # The rollup refresh and the dashboard find the hours changed since the watermark.
+            models.Index(fields=["updated_at"], name="feedback_app_msg_updated"),
             # The expiry sweep reads only open messages; a partial index stays small.
             models.Index(
                 fields=["feedback_deadline"],
@@ -166,3 +168,104 @@ class IdempotencyRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.method} {self.path} [{self.key}]"
+
+
+#: Upper bounds (seconds, exclusive) of the time-to-confirm histogram buckets of ``HourlyRollup``;
+#: a last, open bucket holds everything from one hour on. Changing them needs a migration and a
+#: full rollup refresh.
+CONFIRM_BUCKETS: tuple[int, ...] = (5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600)
+
+
+class HourlyRollup(models.Model):
+    """Pre-aggregated conversion counts of one UTC hour of sending and one combination of the
+    report's dimensions, so the dashboard reads thousands of rows instead of millions.
+
+    Written only by ``rollups.refresh``, which recomputes whole hours.
+    """
+
+    hour = models.DateTimeField(_("hour"))
+    provider = models.CharField(_("provider"), max_length=32)
+    purpose = models.SlugField(_("purpose"), max_length=64)
+    country = models.CharField(_("country"), max_length=2, blank=True)
+    sender = models.CharField(_("sender"), max_length=256, blank=True)
+    channel = models.CharField(_("channel"), max_length=16)
+    attempted = models.PositiveIntegerField(_("attempted"), default=0)
+    delivered_ok = models.PositiveIntegerField(_("delivered OK"), default=0)
+    confirmed = models.PositiveIntegerField(_("confirmed"), default=0)
+    confirmed_late = models.PositiveIntegerField(_("confirmed late"), default=0)
+    failed = models.PositiveIntegerField(_("failed"), default=0)
+    expired = models.PositiveIntegerField(_("expired"), default=0)
+    pending = models.PositiveIntegerField(_("pending"), default=0)
+    # Confirmed messages per time-to-confirm bucket (see CONFIRM_BUCKETS): integer columns
+    # rather than an array, so every database sums them the same way.
+    confirm_lt_5s = models.PositiveIntegerField(default=0)
+    confirm_lt_10s = models.PositiveIntegerField(default=0)
+    confirm_lt_20s = models.PositiveIntegerField(default=0)
+    confirm_lt_30s = models.PositiveIntegerField(default=0)
+    confirm_lt_1m = models.PositiveIntegerField(default=0)
+    confirm_lt_2m = models.PositiveIntegerField(default=0)
+    confirm_lt_5m = models.PositiveIntegerField(default=0)
+    confirm_lt_10m = models.PositiveIntegerField(default=0)
+    confirm_lt_30m = models.PositiveIntegerField(default=0)
+    confirm_lt_1h = models.PositiveIntegerField(default=0)
+    confirm_ge_1h = models.PositiveIntegerField(default=0)
+    #: The longest time to confirm, which bounds the open last bucket.
+    confirm_seconds_max = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("hourly rollup")
+        verbose_name_plural = _("hourly rollups")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["hour", "provider", "purpose", "country", "sender", "channel"],
+                name="feedback_app_rollup_hour_dims",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H:00} {self.provider}/{self.purpose}/{self.country}"
+
+
+#: The histogram columns of ``HourlyRollup``, in the order of ``CONFIRM_BUCKETS`` (+ the open one).
+CONFIRM_BUCKET_FIELDS: tuple[str, ...] = (
+    "confirm_lt_5s",
+    "confirm_lt_10s",
+    "confirm_lt_20s",
+    "confirm_lt_30s",
+    "confirm_lt_1m",
+    "confirm_lt_2m",
+    "confirm_lt_5m",
+    "confirm_lt_10m",
+    "confirm_lt_30m",
+    "confirm_lt_1h",
+    "confirm_ge_1h",
+)
+
+
+class RollupState(models.Model):
+    """One row: how far ``HourlyRollup`` is up to date.
+
+    Every message whose ``updated_at`` is before ``watermark`` is counted in the rollups as it
+    is now; hours holding a message updated since are read from the messages themselves.
+    """
+
+    watermark = models.DateTimeField(_("watermark"))
+    refreshed_at = models.DateTimeField(_("refreshed at"))
+
+    class Meta:
+        verbose_name = _("rollup state")
+        verbose_name_plural = _("rollup state")
+
+    def __str__(self) -> str:
+        return f"rollups up to {self.watermark:%Y-%m-%d %H:%M:%S}"
+
+
+class ConversionDashboard(HourlyRollup):
+    """The admin's conversion dashboard: a proxy so the admin index links to it."""
+
+    class Meta:
+        proxy = True
+        # Access is ``view_report``; the proxy needs no permissions of its own.
+        default_permissions = ()
+        verbose_name = _("conversion dashboard")
+        verbose_name_plural = _("conversion dashboard")

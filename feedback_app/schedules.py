@@ -11,6 +11,7 @@ SCHEDULES: dict[str, str] = {
     "feedback_app.sweep_outbox": "feedback_app.tasks.sweep_outbox",
     "feedback_app.expire_overdue": "feedback_app.tasks.expire_overdue",
     "feedback_app.poll_statuses": "feedback_app.tasks.poll_statuses",
+    "feedback_app.refresh_rollups": "feedback_app.rollups.refresh",
 }
 
 

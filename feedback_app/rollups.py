@@ -1,0 +1,83 @@
+"""Refresh ``HourlyRollup``: the conversion counts per hour and dimensions that reports read.
+
+A refresh recomputes, set-based (one ``INSERT ... SELECT ... GROUP BY``), every hour of sending
+that holds a message updated since the last refresh: messages change after they are sent
+(delivery receipts, confirmations, expiry), so an hour is never final. A django-q2 schedule
+runs it every minute; reports read the messages of hours changed since, so they never wait
+for it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from django.db import connection, transaction
+from django.db.models import F, QuerySet
+from django.db.models.functions import TruncHour
+from django.utils import timezone
+
+from .models import HourlyRollup, Message, RollupState
+from .reports import changed_hours, hour_ranges, in_hour_ranges, with_rollup_aggregates
+
+#: How far the watermark stays behind the start of a refresh. A transaction that wrote
+#: ``updated_at`` just before the refresh began but committed after it read the messages is
+#: invisible to that refresh; keeping the watermark this far back makes the next refresh (and
+#: every report until then) read those hours again. Longer-running writes are not expected.
+WATERMARK_LAG = timedelta(minutes=5)
+
+_DIMENSIONS = ("provider", "purpose", "country", "sender", "channel")
+
+
+def _insert_rollups(messages: QuerySet[Message]) -> int:
+    """INSERT the rollup rows of ``messages`` with one INSERT ... SELECT; returns the count."""
+    select = with_rollup_aggregates(
+        messages, TruncHour("sent_at", tzinfo=UTC), *(F(name) for name in _DIMENSIONS)
+    )
+    compiler = select.query.get_compiler(connection=connection)
+    sql, params = compiler.as_sql()
+    # The SELECT's columns in order: group_0 is the hour, group_1.. the dimensions, then one
+    # aggregate per rollup column under the column's own name.
+    aliases = [alias for _, _, alias in compiler.select]
+    renamed = {"group_0": "hour", **{f"group_{i + 1}": name for i, name in enumerate(_DIMENSIONS)}}
+    columns = [HourlyRollup._meta.get_field(renamed.get(a, a)).column for a in aliases]
+    quote = connection.ops.quote_name
+    insert = (
+        f"INSERT INTO {quote(HourlyRollup._meta.db_table)} "  # noqa: S608 - names from meta
+        f"({', '.join(quote(c) for c in columns)}) {sql}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(insert, params)
+        return cursor.rowcount
+
+
+def refresh(*, full: bool = False) -> int:
+    """Recompute the rollups of every hour changed since the last refresh (all with ``full``).
+
+    Returns the number of hours recomputed. Safe to run concurrently: the state row is locked,
+    so refreshes run one after the other.
+    """
+    started = timezone.now()
+    with transaction.atomic():
+        state = RollupState.objects.select_for_update().filter(pk=1).first()
+        if state is None or full:
+            HourlyRollup.objects.all().delete()
+            hours = None
+        else:
+            hours = hour_ranges(changed_hours(state.watermark))
+        messages = Message.objects.all()
+        if hours is not None:
+            HourlyRollup.objects.filter(in_hour_ranges(hours, "hour")).delete()
+            messages = messages.filter(in_hour_ranges(hours, "sent_at"))
+        if hours is None or hours:
+            _insert_rollups(messages)
+        RollupState.objects.update_or_create(
+            pk=1, defaults={"watermark": started - WATERMARK_LAG, "refreshed_at": started}
+        )
+    if hours is None:
+        return HourlyRollup.objects.values("hour").distinct().count()
+    return sum(int((end - start) / timedelta(hours=1)) for start, end in hours)
+
+
+def last_refresh() -> datetime | None:
+    """When the rollups were last refreshed (None: never)."""
+    return RollupState.objects.filter(pk=1).values_list("refreshed_at", flat=True).first()

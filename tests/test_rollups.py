@@ -1,0 +1,181 @@
+"""Hourly rollups: reports read from them agree with reports read from the messages."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from feedback_app import rollups, services
+from feedback_app.models import CONFIRM_BUCKETS, HourlyRollup
+from feedback_app.reports import (
+    BREAKDOWNS,
+    HOUR,
+    ReportFilters,
+    confirm_time_histogram,
+    conversion_report,
+    histogram_percentile,
+)
+from feedback_app.states import Delivery
+
+from .factories import NUMBERS, make_message
+
+pytestmark = pytest.mark.django_db
+
+COUNTS = (
+    "attempted",
+    "delivered_ok",
+    "confirmed",
+    "confirmed_late",
+    "failed",
+    "expired",
+    "pending",
+    "conversion_rate",
+    "delivery_rate",
+)
+
+
+def counts(totals) -> dict:
+    return {name: getattr(totals, name) for name in COUNTS}
+
+
+def bucket_of(seconds: float) -> int:
+    return sum(1 for edge in CONFIRM_BUCKETS if seconds >= edge)
+
+
+@pytest.fixture
+def history(clock):
+    """Two days of messages in several countries, purposes and outcomes; then a refresh."""
+    start = clock.now - timedelta(hours=50)
+    countries = ("US", "GB", "DE", "BR")
+    for index in range(120):
+        sent = start + timedelta(minutes=25 * index)
+        message = make_message(
+            sent_at=sent,
+            to=NUMBERS[countries[index % 4]],
+            purpose=("otp", "login")[index % 2],
+            sender=("", "ACME")[index % 3 == 0],
+            delivery_status=(Delivery.DELIVERED, Delivery.UNDELIVERED, Delivery.SENT)[index % 3],
+        )
+        if index % 5 in (0, 1, 2):
+            services.confirm(message, at=sent + timedelta(seconds=3 + 17 * (index % 40)))
+        elif index % 5 == 3:
+            services.fail(message, at=sent + timedelta(seconds=30))
+    services.expire_overdue()
+    clock.advance(minutes=10)
+    assert rollups.refresh() > 40
+    return start
+
+
+FILTERS = [
+    ReportFilters(),
+    ReportFilters(country="GB"),
+    ReportFilters(purpose="login", sender="ACME"),
+    ReportFilters(provider="locmem", channel="sms"),
+]
+
+
+@pytest.mark.parametrize("filters", FILTERS)
+@pytest.mark.parametrize("by", [None, HOUR, *BREAKDOWNS])
+def test_rollups_and_messages_give_the_same_counts(history, filters, by):
+    raw = conversion_report(filters, by, source="raw")
+    rolled = conversion_report(filters, by, source="rollups")
+    assert counts(rolled.totals) == counts(raw.totals)
+    assert [(row.key, counts(row.totals)) for row in rolled.rows] == [
+        (row.key, counts(row.totals)) for row in raw.rows
+    ]
+
+
+def test_a_time_range_cutting_hours_reads_the_partial_hours_from_messages(history, clock):
+    filters = ReportFilters(
+        sent_after=history + timedelta(hours=3, minutes=13),
+        sent_before=clock.now - timedelta(hours=7, minutes=41),
+    )
+    for by in (None, "day", "country"):
+        raw = conversion_report(filters, by, source="raw")
+        rolled = conversion_report(filters, by, source="rollups")
+        assert counts(rolled.totals) == counts(raw.totals)
+        assert [counts(row.totals) for row in rolled.rows] == [
+            counts(row.totals) for row in raw.rows
+        ]
+
+
+def test_percentiles_from_the_histogram_fall_in_the_bucket_of_the_exact_answer(history):
+    for by in (None, "country"):
+        raw = conversion_report(by=by, source="raw")
+        rolled = conversion_report(by=by, source="rollups")
+        pairs = [(raw.totals, rolled.totals)] + [
+            (a.totals, b.totals) for a, b in zip(raw.rows, rolled.rows, strict=True)
+        ]
+        for exact, estimate in pairs:
+            for name in ("median_seconds_to_confirm", "p90_seconds_to_confirm"):
+                exact_value, estimated = getattr(exact, name), getattr(estimate, name)
+                # percentile_cont may interpolate across a bucket edge: then either side.
+                assert abs(bucket_of(estimated) - bucket_of(exact_value)) <= 1, name
+
+
+def test_a_confirmation_after_the_refresh_counts_at_once(history, clock):
+    before = conversion_report(source="rollups").totals
+    message = make_message(sent_at=history + timedelta(hours=1, minutes=5))
+    services.confirm(message, at=message.sent_at + timedelta(seconds=12))
+    after = conversion_report(source="rollups").totals
+    assert after.attempted == before.attempted + 1
+    assert after.confirmed == before.confirmed + 1
+    assert counts(after) == counts(conversion_report(source="raw").totals)
+
+
+def test_a_refresh_recomputes_only_the_hours_that_changed(history, clock):
+    assert rollups.refresh() == 0
+    message = make_message(sent_at=history + timedelta(hours=2, minutes=1))
+    clock.advance(minutes=10)
+    assert rollups.refresh() == 1
+    hour = message.sent_at.replace(minute=0, second=0, microsecond=0)
+    row = HourlyRollup.objects.filter(hour=hour, country="US", purpose="otp", sender="").first()
+    assert row is not None and row.pending >= 1
+    assert counts(conversion_report(source="rollups").totals) == counts(
+        conversion_report(source="raw").totals
+    )
+
+
+def test_full_refresh_rebuilds_the_same_rows(history):
+    def rows() -> list[tuple]:
+        return list(
+            HourlyRollup.objects.order_by("hour", "country", "purpose", "sender").values_list()
+        )
+
+    before = [row[1:] for row in rows()]
+    rollups.refresh(full=True)
+    assert [row[1:] for row in rows()] == before
+
+
+def test_the_histogram_counts_every_confirmed_message_once(history):
+    buckets = confirm_time_histogram(source="rollups")
+    assert [b.count for b in buckets] == [b.count for b in confirm_time_histogram(source="raw")]
+    assert sum(b.count for b in buckets) == conversion_report().totals.confirmed
+    assert buckets[0].lower == 0 and buckets[-1].upper is None
+
+
+def test_filters_the_rollups_cannot_answer_read_the_messages(history):
+    with pytest.raises(ValueError, match="feedback or delivery status"):
+        conversion_report(ReportFilters(feedback="confirmed"), source="rollups")
+    auto = conversion_report(ReportFilters(delivery_status="delivered"))
+    assert auto.totals.attempted == auto.totals.delivered_ok > 0
+
+
+def test_before_any_refresh_reports_read_the_messages():
+    make_message()
+    with pytest.raises(ValueError, match="never refreshed"):
+        conversion_report(source="rollups")
+    assert conversion_report().totals.attempted == 1
+
+
+@pytest.mark.parametrize(
+    ("histogram", "maximum", "fraction", "expected"),
+    [
+        ([0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0], 7.0, 0.5, 6.0),  # one value in [5, 7]: the middle
+        ([0] * 10 + [1], 5000.0, 0.5, 4300.0),  # the open bucket ends at the largest value
+        ([0] * 11, None, 0.5, None),
+    ],
+)
+def test_histogram_percentile(histogram, maximum, fraction, expected):
+    assert histogram_percentile(histogram, maximum, fraction) == pytest.approx(expected)
