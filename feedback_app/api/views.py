@@ -211,8 +211,10 @@ class MessageViewSet(FeedbackAPIView, GenericViewSet):
         params = serializers.ProviderReferenceSerializer(data=request.data)
         params.is_valid(raise_exception=True)
         data = params.validated_data
-        message = services.get_message(
-            provider=data["provider"], provider_message_id=data["provider_message_id"]
+        message = get_object_or_404(
+            self.get_queryset(),
+            provider=data["provider"],
+            provider_message_id=data["provider_message_id"],
         )
         changed = services.confirm(
             message, at=data.get("at"), source=Source.API, actor=request.user

@@ -51,6 +51,21 @@ def test_malformed_json_is_400_parse_error(writer, url, raw):
     assert_nothing_written()
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"provider": "\\ud800", "provider_message_id": "SM1", "to": "+12015550123"}',
+        '{"provider": "locmem", "provider_message_id": "SM1", "to": "+12015550123", '
+        '"metadata": {"k": "x\\udfff"}}',
+        '{"provider": "locmem", "provider_message_id": "SM1", "to": "+12015550123", '
+        '"metadata": {"\\ud83d": 1}}',
+    ],
+)
+def test_lone_surrogates_are_400(writer, raw):
+    assert_error(writer.post(TRACK, raw, content_type="application/json"), 400, "parse_error")
+    assert_nothing_written()
+
+
 def test_deeply_nested_json_is_400(writer):
     raw = '{"metadata": ' + "[" * 100_000 + "]" * 100_000 + "}"
     assert_error(writer.post(TRACK, raw, content_type="application/json"), 400)
