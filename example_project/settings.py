@@ -26,6 +26,13 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_q",
     "feedback_app",
+    # Two-factor login whose SMS tokens go through feedback_app (docs/otp.md, /account/login/).
+    "django_otp",
+    "django_otp.plugins.otp_static",
+    "django_otp.plugins.otp_totp",
+    "two_factor",
+    "two_factor.plugins.phonenumber",
+    "feedback_app.integrations.two_factor",
 ]
 
 MIDDLEWARE = [
@@ -34,6 +41,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -140,6 +148,11 @@ FEEDBACK_APP = {
     "FEEDBACK_WINDOWS": {"*": 600, "aws_sms": 3600},
     "CLAIM_TIMEOUT": 90,
 }
+
+# django-two-factor-auth sends its SMS tokens with feedback_app.send; a verified token confirms
+# the message that carried it (feedback_app.integrations.two_factor, docs/otp.md).
+TWO_FACTOR_SMS_GATEWAY = "feedback_app.integrations.two_factor.gateway.Gateway"
+FEEDBACK_APP["TWO_FACTOR"] = {"PROVIDER": os.environ.get("TWO_FACTOR_PROVIDER", "locmem")}
 
 # FEEDBACK_FAKES_URL (set by `make demo`): the real twilio, aws_sms and chime backends, talking
 # through their SDKs to `manage.py feedback_fakes` on this machine instead of the providers.

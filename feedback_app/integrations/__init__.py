@@ -1,0 +1,1 @@
+"""Integrations with other Django apps; each is optional and needs its own extra installed."""

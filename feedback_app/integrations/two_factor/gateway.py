@@ -1,0 +1,89 @@
+"""The django-two-factor-auth SMS gateway, and the confirmation of what it sent.
+
+``Gateway.send_sms`` sends the token with ``feedback_app.send`` and records the device's
+``persistent_id`` in the message's metadata; when two_factor's login wizard verifies a token of
+that device (its ``user_verified`` signal), the device's latest message is confirmed. The token
+itself is stored nowhere.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from django.core.exceptions import ImproperlyConfigured
+
+from ... import services
+from ...conf import app_settings
+from ...models import Message
+from ...recipients import recipient_hash
+from ...states import Channel
+
+if TYPE_CHECKING:
+    from django_otp.models import Device
+
+#: The ``Message.metadata`` key holding the django-otp ``persistent_id`` of the device.
+DEVICE_KEY = "otp_device"
+
+
+class Gateway:
+    """``TWO_FACTOR_SMS_GATEWAY``: sends through the provider in ``FEEDBACK_APP["TWO_FACTOR"]``.
+
+    Only SMS: no built-in provider places voice calls, so keep ``TWO_FACTOR_CALL_GATEWAY`` on
+    another gateway (or unset, which hides the phone-call method).
+    """
+
+    def send_sms(self, device: Device, token: str) -> Message:
+        config = app_settings.TWO_FACTOR
+        if not config.get("PROVIDER"):
+            raise ImproperlyConfigured(
+                "Set FEEDBACK_APP['TWO_FACTOR']['PROVIDER'] to the provider key that sends "
+                "two_factor's text messages."
+            )
+        return services.send(
+            provider=config["PROVIDER"],
+            to=device.number.as_e164,
+            body=config["BODY"].format(token=token),
+            purpose=config["PURPOSE"],
+            channel=Channel.SMS,
+            sender=config.get("SENDER"),
+            metadata={DEVICE_KEY: device.persistent_id},
+        )
+
+
+def latest_message(device: Device) -> Message | None:
+    """The last message sent to ``device`` through ``Gateway``: the one whose token is valid.
+
+    Earlier ones are left to expire, even if their code still verifies: a resend means the
+    user did not use them in time.
+    """
+    return (
+        Message.objects.filter(
+            # The hash narrows by an indexed column; the device id tells two accounts apart
+            # that share a number.
+            recipient_hash=recipient_hash(device.number.as_e164),
+            **{f"metadata__{DEVICE_KEY}": device.persistent_id},
+        )
+        .order_by("-sent_at")
+        .first()
+    )
+
+
+def confirm_device(device: Device, *, actor: object = None) -> bool:
+    """Confirm the last message sent to ``device``; True if this call confirmed it.
+
+    A message that expired meanwhile is confirmed late; one confirmed already is left as is.
+
+    For a hand-written verification view: ``if device.verify_token(token): confirm_device(device)``.
+    """
+    message = latest_message(device) if hasattr(device, "number") else None
+    if message is None:
+        return False
+    return services.confirm(message, actor=actor)
+
+
+def confirm_on_verified(
+    sender: Any, request: Any, user: Any, device: Device, **kwargs: Any
+) -> None:
+    """``two_factor.signals.user_verified`` receiver: the token the user typed was delivered."""
+    if getattr(device, "method", None) == "sms":
+        confirm_device(device, actor=user)

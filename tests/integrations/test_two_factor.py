@@ -1,0 +1,132 @@
+"""django-two-factor-auth: its SMS tokens go through feedback_app, and a verified token confirms
+the message that carried it (``feedback_app.integrations.two_factor``)."""
+
+import re
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ImproperlyConfigured
+from django.test import override_settings
+from django.urls import reverse
+from django_otp.plugins.otp_static.models import StaticDevice
+from two_factor.plugins.phonenumber.models import PhoneDevice
+
+from feedback_app.integrations.two_factor.gateway import (
+    DEVICE_KEY,
+    Gateway,
+    confirm_device,
+    latest_message,
+)
+from feedback_app.models import Message
+from feedback_app.providers import locmem
+from feedback_app.states import Feedback
+from tests.factories import NUMBERS
+
+pytestmark = pytest.mark.django_db
+
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture(autouse=True)
+def gateway_settings(settings):
+    with override_settings(
+        FEEDBACK_APP={**settings.FEEDBACK_APP, "TWO_FACTOR": {"PROVIDER": "locmem"}},
+        TWO_FACTOR_SMS_GATEWAY="feedback_app.integrations.two_factor.gateway.Gateway",
+    ):
+        yield
+
+
+def make_device(username: str, number: str = NUMBERS["US"]) -> PhoneDevice:
+    user = get_user_model().objects.create_user(username, password=PASSWORD)
+    return PhoneDevice.objects.create(user=user, name="default", method="sms", number=number)
+
+
+def sent_token() -> str:
+    return re.search(r"\d{6}", locmem.outbox[-1]["body"])[0]
+
+
+def log_in(client, username: str, step: str = "token", token: str | None = None):
+    """Password, then a token at ``step`` (``token``: the texted one; ``backup``)."""
+    url = reverse("two_factor:login")
+    response = client.post(
+        url,
+        {"login_view-current_step": "auth", "auth-username": username, "auth-password": PASSWORD},
+    )
+    assert response.status_code == 200  # the token step
+    return client.post(
+        url, {"login_view-current_step": step, f"{step}-otp_token": token or sent_token()}
+    )
+
+
+def test_the_gateway_sends_through_the_provider_and_remembers_the_device():
+    device = make_device("ada")
+    message = Gateway().send_sms(device=device, token="493817")
+    assert locmem.outbox[-1]["body"] == "Your verification code is 493817"
+    assert locmem.outbox[-1]["to"] == NUMBERS["US"]
+    assert message.purpose == "2fa" and message.metadata == {DEVICE_KEY: device.persistent_id}
+    assert "493817" not in str(Message.objects.values_list())  # the token is not stored
+    assert latest_message(device) == message
+
+
+def test_logging_in_with_the_texted_token_confirms_its_message(
+    client, django_capture_on_commit_callbacks
+):
+    make_device("ada")
+    with django_capture_on_commit_callbacks(execute=True):
+        response = log_in(client, "ada")
+    assert response.status_code == 302
+    assert client.get(reverse("protected")).status_code == 200
+    message = Message.objects.get()
+    assert message.feedback == Feedback.CONFIRMED
+    assert message.events.get(to_value=Feedback.CONFIRMED).actor == "ada"
+    # Reported to the provider through the outbox, as any confirmation is.
+    assert [report["outcome"] for report in locmem.reports] == ["confirmed"]
+
+
+def test_a_wrong_token_confirms_nothing(client):
+    make_device("ada")
+    wrong = "000000" if sent_token_after_login(client, "ada") != "000000" else "000001"
+    response = client.post(
+        reverse("two_factor:login"),
+        {"login_view-current_step": "token", "token-otp_token": wrong},
+    )
+    assert response.status_code == 200  # the token step again, with an error
+    assert Message.objects.get().feedback == Feedback.PENDING
+
+
+def sent_token_after_login(client, username: str) -> str:
+    client.post(
+        reverse("two_factor:login"),
+        {"login_view-current_step": "auth", "auth-username": username, "auth-password": PASSWORD},
+    )
+    return sent_token()
+
+
+def test_logging_in_with_a_backup_token_leaves_the_text_message_unconfirmed(client):
+    device = make_device("ada")
+    static = StaticDevice.objects.create(user=device.user, name="backup")
+    static.token_set.create(token="backup01")
+    response = log_in(client, "ada", step="backup", token="backup01")
+    assert response.status_code == 302
+    assert client.get(reverse("protected")).status_code == 200
+    assert Message.objects.get().feedback == Feedback.PENDING
+
+
+def test_confirm_device_for_a_hand_written_view_confirms_that_device_only():
+    ada, bob = make_device("ada"), make_device("bob")  # one shared phone number
+    first = Gateway().send_sms(device=ada, token="111111")
+    latest = Gateway().send_sms(device=ada, token="222222")
+    bobs = Gateway().send_sms(device=bob, token="333333")
+    assert confirm_device(ada) is True
+    assert confirm_device(ada) is False  # confirming twice is a no-op
+    states = dict(Message.objects.values_list("pk", "feedback"))
+    assert states[latest.pk] == Feedback.CONFIRMED
+    assert states[first.pk] == states[bobs.pk] == Feedback.PENDING
+
+
+def test_without_a_provider_the_gateway_refuses_and_sends_nothing(settings):
+    device = make_device("ada")
+    settings.FEEDBACK_APP = {**settings.FEEDBACK_APP, "TWO_FACTOR": {"PURPOSE": "login"}}
+    with pytest.raises(ImproperlyConfigured, match=r"TWO_FACTOR'\]\['PROVIDER'\]"):
+        Gateway().send_sms(device=device, token="123456")
+    assert not locmem.outbox and not Message.objects.exists()
