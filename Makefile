@@ -46,5 +46,19 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check $(LINT_PATHS)
 	$(PY) manage.py makemigrations --check --dry-run
 
+# Benchmarks against baselines measured in the same run, on PostgreSQL (docs/benchmarks.md).
+# Each creates and drops its own database on the DATABASE_URL server, prints a table and writes
+# build/bench/<name>.json; provider_reporting also needs REDIS_URL. QUICK=1: smaller sizes.
+QUICK ?=
+BENCHMARKS := confirm_path http_confirm expiry provider_reporting ingest \
+	$(if $(wildcard bench/dashboard.py),dashboard)
+bench: $(VENV)/.installed
+	@case "$$DATABASE_URL" in postgres://*|postgresql://*) ;; \
+		*) echo "make bench: set DATABASE_URL=postgres://... (the figures are PostgreSQL's)" >&2; \
+		exit 1;; esac
+	@for name in $(BENCHMARKS); do \
+		BENCH_QUICK=$(QUICK) $(PY) -m bench.$$name || exit 1; \
+	done
+
 clean:
 	rm -rf $(VENV) build db.sqlite3 db.sqlite3-wal db.sqlite3-shm

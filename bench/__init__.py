@@ -1,0 +1,1 @@
+"""Benchmarks of feedback_app against baselines measured in the same run (``make bench``)."""

@@ -1,0 +1,30 @@
+"""Settings of the benchmarks: the example project's, as a deployment would run them.
+
+DEBUG is off (Django keeps every query in memory with it on), throttles are out of the way of
+the load generator, the URLconf adds the plain-Django baseline view of bench/urls.py, and tasks
+go to a queue of the benchmark's own (BENCH_QUEUE), never to one a demo or a test reads.
+"""
+
+import os
+
+from example_project.settings import *  # noqa: F403
+from example_project.settings import FEEDBACK_APP, LOGGING, Q_CLUSTER, REST_FRAMEWORK
+
+DEBUG = False
+ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
+ROOT_URLCONF = "bench.urls"
+
+REST_FRAMEWORK = {
+    **REST_FRAMEWORK,
+    "DEFAULT_THROTTLE_RATES": {
+        **REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"],
+        "feedback_app.confirm": "100000000/second",
+    },
+}
+
+# Only warnings: a log line per request would be part of what is measured.
+LOGGING = {**LOGGING, "loggers": {"feedback_app": {"handlers": ["console"], "level": "WARNING"}}}
+
+_queue = os.environ.get("BENCH_QUEUE", "bench_feedback")
+FEEDBACK_APP = {**FEEDBACK_APP, "QUEUE": _queue}
+Q_CLUSTER = {**Q_CLUSTER, "cluster_name": _queue, "log_level": "WARNING"}
