@@ -1,5 +1,6 @@
 """Admin: read-only views of messages and calls; actions go through services and the outbox."""
 
+from .dashboard import ConversionDashboardAdmin
 from .messages import MessageAdmin, ProviderCallAdmin
 
-__all__ = ["MessageAdmin", "ProviderCallAdmin"]
+__all__ = ["ConversionDashboardAdmin", "MessageAdmin", "ProviderCallAdmin"]

@@ -1,0 +1,453 @@
+"""The conversion dashboard in the admin: tiles, charts, breakdowns, alerts and CSV downloads.
+
+Every number comes from ``reports`` (and ``alerts``, built on it); this module only picks the
+filters from the query string and draws. Charts are inline SVG drawn here, so the page works
+offline and each chart has a text alternative (a title, a description and the tables).
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, fields
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse, QueryDict
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils import timezone
+from django.utils.html import conditional_escape
+from django.utils.safestring import SafeString, mark_safe
+from django.utils.translation import gettext_lazy as _
+
+from ..alerts import conversion_alerts
+from ..models import ConversionDashboard
+from ..reports import (
+    HOUR,
+    HistogramBucket,
+    ReportFilters,
+    ReportRow,
+    Totals,
+    confirm_time_histogram,
+    conversion_report,
+)
+from ..states import Channel
+
+#: Breakdown tables, in page order, each downloadable as CSV.
+TABLES: tuple[str, ...] = ("country", "provider", "purpose", "sender", "channel")
+#: Preset time ranges: query value -> (label, length).
+RANGES: dict[str, tuple[str, timedelta]] = {
+    "24h": (_("Last 24 hours"), timedelta(hours=24)),
+    "48h": (_("Last 2 days"), timedelta(days=2)),
+    "7d": (_("Last 7 days"), timedelta(days=7)),
+    "30d": (_("Last 30 days"), timedelta(days=30)),
+    "90d": (_("Last 90 days"), timedelta(days=90)),
+}
+DEFAULT_RANGE = "30d"
+#: The filters besides time, in form order.
+DIMENSIONS: tuple[str, ...] = ("provider", "purpose", "channel", "country", "sender")
+#: Ranges up to this long are charted per hour, longer ones per day.
+HOURLY_UP_TO = timedelta(days=2)
+
+
+class DashboardForm(forms.Form):
+    """The dashboard's filters, all in the query string so a view can be shared."""
+
+    range = forms.ChoiceField(
+        label=_("Time range"),
+        choices=[
+            *((key, label) for key, (label, _length) in RANGES.items()),
+            ("custom", _("Custom")),
+        ],
+        required=False,
+    )
+    start = forms.DateField(
+        label=_("From"), required=False, widget=forms.DateInput({"type": "date"})
+    )
+    end = forms.DateField(label=_("To"), required=False, widget=forms.DateInput({"type": "date"}))
+    provider = forms.CharField(label=_("Provider"), required=False, max_length=32)
+    purpose = forms.CharField(label=_("Purpose"), required=False, max_length=64)
+    channel = forms.ChoiceField(
+        label=_("Channel"), required=False, choices=[("", _("Any")), *Channel.choices]
+    )
+    country = forms.CharField(label=_("Country"), required=False, max_length=2)
+    sender = forms.CharField(label=_("Sender"), required=False, max_length=256)
+
+    def clean_country(self) -> str:
+        return self.cleaned_data["country"].upper()
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if data.get("range") == "custom" and not (data.get("start") or data.get("end")):
+            self.add_error("start", _("Give a start or an end date for a custom range."))
+        start, end = data.get("start"), data.get("end")
+        if start and end and start > end:
+            self.add_error("end", _("The end is before the start."))
+        return data
+
+    def report_filters(self, now: datetime) -> tuple[ReportFilters, timedelta]:
+        """The report filters and the length of the time range (for the chart's resolution)."""
+        data = self.cleaned_data if self.is_valid() else {}
+        choice = data.get("range") or DEFAULT_RANGE
+        if choice == "custom":
+            start, end = data.get("start"), data.get("end")
+            after = _local_midnight(start) if start else now - RANGES[DEFAULT_RANGE][1]
+            before = _local_midnight(end + timedelta(days=1)) if end else None
+            span = (before or now) - after
+        else:
+            span = RANGES[choice][1]
+            after, before = now - span, None
+        dimensions = {
+            name: data.get(name) or None for name in ("provider", "purpose", "channel", "country")
+        }
+        # An empty sender is a value of its own (sent without one): kept when it is asked for.
+        sender = data.get("sender") if "sender" in self.data else None
+        filters = ReportFilters(**dimensions, sender=sender, sent_after=after, sent_before=before)
+        return filters, span
+
+
+def _local_midnight(day: date) -> datetime:
+    return timezone.make_aware(datetime.combine(day, time.min))
+
+
+def _query(request: HttpRequest, **changes: str | None) -> str:
+    """The current query string with ``changes`` (None removes a key)."""
+    query: QueryDict = request.GET.copy()
+    for key, value in changes.items():
+        query.pop(key, None)
+        if value is not None:
+            query[key] = value
+    return query.urlencode()
+
+
+# -- charts ------------------------------------------------------------------------------------
+
+
+def _percent(rate: float | None) -> str:
+    return "–" if rate is None else f"{rate * 100:.1f} %"
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "–"
+    if value < 120:
+        return f"{value:.0f} s"
+    if value < 7200:
+        return f"{value / 60:.1f} min"
+    return f"{value / 3600:.1f} h"
+
+
+def _html(template: str, *args: Any, **kwargs: Any) -> SafeString:
+    """``format_html`` that keeps numbers as numbers, so the template may format them."""
+
+    def prepared(value: Any) -> Any:
+        return value if isinstance(value, int | float) else conditional_escape(value)
+
+    named = {key: prepared(value) for key, value in kwargs.items()}
+    # Every argument that is not a number is escaped.
+    return mark_safe(template.format(*map(prepared, args), **named))  # noqa: S308
+
+
+def _svg(
+    chart_id: str, title: str, description: str, width: int, height: int, body: str
+) -> SafeString:
+    return _html(
+        '<svg class="fa-chart" viewBox="0 0 {} {}" role="img" aria-labelledby="{}-t {}-d">'
+        '<title id="{}-t">{}</title><desc id="{}-d">{}</desc>{}</svg>',
+        width, height, chart_id, chart_id, chart_id, title, chart_id, description,
+        SafeString(body),
+    )  # fmt: skip
+
+
+def series_chart(rows: list[ReportRow], hourly: bool) -> SafeString:
+    """Volume (bars, left axis) and conversion rate (line, right axis) over time."""
+    width, height, left, right, top, bottom = 760, 240, 56, 52, 14, 40
+    plot_w, plot_h = width - left - right, height - top - bottom
+    if not rows:
+        return _svg(
+            "fa-series", _("Conversion over time"), _("No messages in this range."), width, 60, ""
+        )
+    peak = max(row.totals.attempted for row in rows) or 1
+    step = plot_w / len(rows)
+    parts, points = [], []
+    label_every = max(1, len(rows) // 8)
+    for index, row in enumerate(rows):
+        totals = row.totals
+        x = left + index * step
+        bar_h = plot_h * totals.attempted / peak
+        label = (
+            row.key.strftime("%d %b %H:00" if hourly else "%d %b")
+            if hasattr(row.key, "strftime")
+            else str(row.key)
+        )
+        parts.append(_html(
+            '<rect class="fa-bar" x="{:.1f}" y="{:.1f}" width="{:.1f}" height="{:.1f}">'
+            "<title>{}: {} attempted, {} converted ({})</title></rect>",
+            x + step * 0.1, top + plot_h - bar_h, step * 0.8, bar_h,
+            label, totals.attempted, totals.confirmed, _percent(totals.conversion_rate),
+        ))  # fmt: skip
+        if totals.conversion_rate is not None:
+            points.append(f"{x + step / 2:.1f},{top + plot_h * (1 - totals.conversion_rate):.1f}")
+        if index % label_every == 0:
+            parts.append(_html(
+                '<text class="fa-axis" x="{:.1f}" y="{}" text-anchor="middle">{}</text>',
+                x + step / 2, height - bottom + 16, label,
+            ))  # fmt: skip
+    axes = _html(
+        '<line class="fa-grid" x1="{l}" y1="{b}" x2="{r}" y2="{b}"/>'
+        '<text class="fa-axis" x="{lt}" y="{tt}" text-anchor="end">{peak}</text>'
+        '<text class="fa-axis" x="{lt}" y="{bt}" text-anchor="end">0</text>'
+        '<text class="fa-axis" x="{rt}" y="{tt}">100 %</text>'
+        '<text class="fa-axis" x="{rt}" y="{bt}">0 %</text>'
+        '<text class="fa-axis fa-legend" x="{l}" y="{ly}">{vol}</text>'
+        '<text class="fa-axis fa-legend fa-rate-text" x="{r}" y="{ly}" text-anchor="end">'
+        "{rate}</text>",
+        l=left, r=width - right, b=top + plot_h, lt=left - 6, rt=width - right + 6,
+        tt=top + 10, bt=top + plot_h, ly=height - 4, peak=peak,
+        vol=_("Bars: messages attempted"), rate=_("Line: conversion rate"),
+    )  # fmt: skip
+    line = _html('<polyline class="fa-rate" points="{}"/>', " ".join(points)) if points else ""
+    first, last = rows[0].key, rows[-1].key
+    description = _("%(count)s %(unit)s from %(first)s to %(last)s.") % {
+        "count": len(rows),
+        "unit": _("hours") if hourly else _("days"),
+        "first": first,
+        "last": last,
+    }
+    body = axes + "".join(parts) + line
+    title = _("Volume and conversion rate over time")
+    return _svg("fa-series", title, description, width, height, body)
+
+
+def country_chart(rows: list[ReportRow], request: HttpRequest) -> SafeString:
+    """One bar per country (volume), its conversion rate beside it; a click filters the page."""
+    rows = rows[:20]
+    width, left, row_h = 760, 60, 24
+    height = row_h * len(rows) + 10
+    if not rows:
+        return _svg("fa-countries", _("Countries"), _("No messages in this range."), width, 40, "")
+    peak = max(row.totals.attempted for row in rows) or 1
+    plot_w = width - left - 200
+    parts = []
+    for index, row in enumerate(rows):
+        totals, y = row.totals, 5 + index * row_h
+        name = row.key or "??"
+        parts.append(_html(
+            '<a href="?{}" class="fa-country" data-country="{}" aria-label="{}">'
+            '<text class="fa-axis" x="{}" y="{:.1f}" text-anchor="end">{}</text>'
+            '<rect class="fa-bar" x="{}" y="{}" width="{:.1f}" height="{}"></rect>'
+            '<text class="fa-axis" x="{:.1f}" y="{:.1f}">{} · {}</text>'
+            "<title>{}: {} attempted, {} converted ({}). Click to filter.</title></a>",
+            _query(request, country=row.key), row.key,
+            f"{name}: {totals.attempted} attempted, {_percent(totals.conversion_rate)}",
+            left - 8, y + row_h * 0.65, name,
+            left, y + 2, max(1.0, plot_w * totals.attempted / peak), row_h - 6,
+            left + plot_w * totals.attempted / peak + 6, y + row_h * 0.65,
+            totals.attempted, _percent(totals.conversion_rate),
+            name, totals.attempted, totals.confirmed, _percent(totals.conversion_rate),
+        ))  # fmt: skip
+    description = _(
+        "Volume per country, largest first, with the conversion rate; %(count)s countries."
+    ) % {"count": len(rows)}
+    return _svg(
+        "fa-countries",
+        _("Volume and conversion per country"),
+        description,
+        width,
+        height,
+        "".join(parts),
+    )
+
+
+def histogram_chart(buckets: list[HistogramBucket]) -> SafeString:
+    """Confirmed messages per time-to-confirm bucket."""
+    width, height, left, bottom, top = 760, 200, 48, 36, 12
+    plot_w, plot_h = width - left - 12, height - top - bottom
+    peak = max((bucket.count for bucket in buckets), default=0) or 1
+    step = plot_w / len(buckets)
+    parts = []
+    for index, bucket in enumerate(buckets):
+        label = _bucket_label(bucket)
+        bar_h = plot_h * bucket.count / peak
+        x = left + index * step
+        parts.append(_html(
+            '<rect class="fa-bar" x="{:.1f}" y="{:.1f}" width="{:.1f}" height="{:.1f}">'
+            "<title>{}: {} confirmed</title></rect>"
+            '<text class="fa-axis" x="{:.1f}" y="{}" text-anchor="middle">{}</text>',
+            x + step * 0.1, top + plot_h - bar_h, step * 0.8, bar_h, label, bucket.count,
+            x + step / 2, height - bottom + 16, label,
+        ))  # fmt: skip
+    axes = _html(
+        '<text class="fa-axis" x="{}" y="{}" text-anchor="end">{}</text>'
+        '<text class="fa-axis" x="{}" y="{}" text-anchor="end">0</text>',
+        left - 6, top + 10, peak, left - 6, top + plot_h,
+    )  # fmt: skip
+    description = "; ".join(f"{_bucket_label(b)}: {b.count}" for b in buckets)
+    return _svg(
+        "fa-histogram", _("Time to confirm"), description, width, height, axes + "".join(parts)
+    )
+
+
+def _duration_label(seconds: float) -> str:
+    return f"{seconds / 60:g}m" if seconds >= 60 and seconds % 60 == 0 else f"{seconds:g}s"
+
+
+def _bucket_label(bucket: HistogramBucket) -> str:
+    if bucket.upper is None:
+        return f"≥{_duration_label(bucket.lower)}"
+    return f"<{_duration_label(bucket.upper)}"
+
+
+def _filled(
+    rows: list[ReportRow], filters: ReportFilters, now: datetime, hourly: bool
+) -> list[ReportRow]:
+    """The time series with a zero row for each hour or day without messages."""
+    if not rows:
+        return rows
+    found = {row.key: row for row in rows}
+    empty = Totals(0, 0, 0, 0, 0, 0, 0, None, None, None, None)
+    end = filters.sent_before or now
+    if hourly:
+        zone = timezone.get_current_timezone()
+        start = filters.sent_after or rows[0].key
+        current = timezone.localtime(start).replace(minute=0, second=0, microsecond=0)
+        keys = []
+        while current < end:
+            keys.append(current)
+            current = (current + timedelta(hours=1)).astimezone(zone)
+    else:
+        first = timezone.localdate(filters.sent_after) if filters.sent_after else rows[0].key
+        last = timezone.localdate(end - timedelta(microseconds=1))
+        keys = [first + timedelta(days=offset) for offset in range((last - first).days + 1)]
+    return [found.get(key, ReportRow(key=key, totals=empty)) for key in keys]
+
+
+# -- the admin ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Tile:
+    label: str
+    value: str
+    detail: str = ""
+
+
+def _tiles(totals: Totals) -> list[Tile]:
+    return [
+        Tile(_("Attempted"), f"{totals.attempted:,}", _("OTP messages sent")),
+        Tile(_("Delivered OK"), f"{totals.delivered_ok:,}", _("delivered, sent or unknown")),
+        Tile(_("Confirmed"), f"{totals.confirmed:,}", _("late ones included")),
+        Tile(_("Conversion rate"), _percent(totals.conversion_rate), _("confirmed / attempted")),
+        Tile(_("Delivery rate"), _percent(totals.delivery_rate), _("delivered OK / attempted")),
+        Tile(_("Median time to confirm"), _seconds(totals.median_seconds_to_confirm)),
+        Tile(_("p90 time to confirm"), _seconds(totals.p90_seconds_to_confirm)),
+        Tile(_("Late conversions"), f"{totals.confirmed_late:,}", _("after expiry or failure")),
+        Tile(_("Expired"), f"{totals.expired:,}", _("never confirmed in time")),
+    ]
+
+
+CSV_FIELDS: tuple[str, ...] = tuple(field.name for field in fields(Totals))
+
+
+@admin.register(ConversionDashboard)
+class ConversionDashboardAdmin(admin.ModelAdmin):
+    """The dashboard as the proxy model's changelist, so the admin index links to it."""
+
+    def has_view_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return request.user.has_perm("feedback_app.view_report")
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return self.has_view_permission(request)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def get_urls(self) -> list[URLPattern]:
+        info = self.opts.app_label, self.opts.model_name
+        return [
+            path(
+                "csv/<str:by>/",
+                self.admin_site.admin_view(self.csv_view),
+                name="{}_{}_csv".format(*info),
+            ),
+            path(
+                "",
+                self.admin_site.admin_view(self.changelist_view),
+                name="{}_{}_changelist".format(*info),
+            ),
+        ]
+
+    def _filters(self, request: HttpRequest) -> tuple[DashboardForm, ReportFilters, timedelta]:
+        form = DashboardForm(request.GET or None)
+        filters, span = form.report_filters(timezone.now())
+        return form, filters, span
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict | None = None
+    ) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        now = timezone.now()
+        form = DashboardForm(request.GET or None)
+        filters, span = form.report_filters(now)
+        hourly = span <= HOURLY_UP_TO
+        series = conversion_report(filters, HOUR if hourly else "day")
+        tables = {by: conversion_report(filters, by) for by in TABLES}
+        csv_url = reverse("admin:feedback_app_conversiondashboard_csv", args=["country"])
+        context = {
+            **self.admin_site.each_context(request),
+            **(extra_context or {}),
+            "opts": self.opts,
+            "title": _("Conversion dashboard"),
+            "form": form,
+            "filters": filters,
+            "tiles": _tiles(series.totals),
+            "totals": series.totals,
+            "series_chart": series_chart(_filled(series.rows, filters, now, hourly), hourly),
+            "country_chart": country_chart(tables["country"].rows, request),
+            "histogram_chart": histogram_chart(confirm_time_histogram(filters)),
+            "tables": [
+                {
+                    "by": by,
+                    "title": _(by.capitalize()),
+                    "rows": [
+                        {"row": row, "query": _query(request, **{by: str(row.key)})}
+                        for row in report.rows
+                    ],
+                    "csv": f"{csv_url.rsplit('country/', 1)[0]}{by}/?{request.GET.urlencode()}",
+                }
+                for by, report in tables.items()
+            ],
+            "alerts": conversion_alerts(filters, now=now),
+            "active": [
+                (name, getattr(filters, name), _query(request, **{name: None}))
+                for name in DIMENSIONS
+                if getattr(filters, name) is not None
+            ],
+        }
+        return TemplateResponse(request, "admin/feedback_app/dashboard.html", context)
+
+    def csv_view(self, request: HttpRequest, by: str) -> HttpResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        if by not in (*TABLES, "day"):
+            return HttpResponse(status=404)
+        _form, filters, _span = self._filters(request)
+        report = conversion_report(filters, by)
+        response = HttpResponse(content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="conversion-by-{by}.csv"'
+        writer = csv.writer(response)
+        writer.writerow([by, *CSV_FIELDS])
+        for row in report.rows:
+            writer.writerow([row.key, *(getattr(row.totals, name) for name in CSV_FIELDS)])
+        writer.writerow(["total", *(getattr(report.totals, name) for name in CSV_FIELDS)])
+        return response
