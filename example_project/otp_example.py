@@ -1,15 +1,30 @@
-"""A page only a user verified with a second factor may see: the end of the OTP example.
+"""The end of the two-factor example (docs/otp.md): a page only a verified user may see, and,
+while DEBUG is on, the text messages the ``locmem`` provider "sent" so the code can be read.
 
-Log in at ``/account/login/``; a user with a phone device (set up at
-``/account/two_factor/setup/``) gets a text message through ``feedback_app.send``, and typing
-its code confirms that message (``feedback_app.integrations.two_factor``).
+Log in at ``/account/login/``; a user with a phone device (method *Text message*) gets the code
+through ``feedback_app.send``, and typing it confirms that message
+(``feedback_app.integrations.two_factor``).
 """
 
-from django.http import HttpRequest, HttpResponse
+from django.conf import settings
+from django.http import Http404, HttpRequest, HttpResponse
 from django_otp.decorators import otp_required
+
+from feedback_app.providers import locmem
 
 
 @otp_required(login_url="two_factor:login")
 def protected(request: HttpRequest) -> HttpResponse:
     device = request.user.otp_device
     return HttpResponse(f"Hello {request.user.get_username()}, verified with {device.name}.")
+
+
+def locmem_outbox(request: HttpRequest) -> HttpResponse:
+    """The last messages sent through ``locmem`` in this process, newest first (DEBUG only).
+
+    A stand-in for the phone: it shows message bodies, which the app itself never stores.
+    """
+    if not settings.DEBUG:
+        raise Http404
+    lines = [f"{sent['to']}: {sent['body']}" for sent in reversed(locmem.outbox)]
+    return HttpResponse("\n".join(lines[:10]) or "No messages yet.", content_type="text/plain")
