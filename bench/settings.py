@@ -28,3 +28,10 @@ LOGGING = {**LOGGING, "loggers": {"feedback_app": {"handlers": ["console"], "lev
 _queue = os.environ.get("BENCH_QUEUE", "bench_feedback")
 FEEDBACK_APP = {**FEEDBACK_APP, "QUEUE": _queue}
 Q_CLUSTER = {**Q_CLUSTER, "cluster_name": _queue, "log_level": "WARNING"}
+
+# A provider that takes no "failed" report (like Twilio): expiring its messages writes the
+# transition and the event only. The base class is enough: nothing is sent to it.
+FEEDBACK_APP["PROVIDERS"] = {
+    **FEEDBACK_APP["PROVIDERS"],
+    "noreport": {"BACKEND": "feedback_app.providers.base.Provider"},
+}
