@@ -52,6 +52,8 @@ def _missing_services(item: pytest.Item) -> list[str]:
         missing.append("PostgreSQL (DATABASE_URL)")
     if item.get_closest_marker("redis") and not os.environ.get("REDIS_URL"):
         missing.append("Redis (REDIS_URL)")
+    if item.get_closest_marker("browser") and not os.path.exists("/usr/bin/chromium"):
+        missing.append("Chromium (/usr/bin/chromium)")
     return missing
 
 

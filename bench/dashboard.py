@@ -1,0 +1,144 @@
+"""Benchmark: server time of the conversion dashboard's default view against a raw GROUP BY.
+
+Run with DATABASE_URL pointing at PostgreSQL (the database named there is only used to create
+and drop ``bench_feedback``)::
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/test python bench/dashboard.py --sizes 100000
+
+For each size it seeds ``feedback_app.demo.seed`` history over 30 days, refreshes the rollups,
+then times (median of ``--runs``) a GET of the dashboard's default 30-day view through Django's
+test client, and the raw report (``source="raw"``: GROUP BY country with percentiles over the
+messages) in the same run. Prints a table and writes build/bench/dashboard.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+DATABASE = "bench_feedback"
+
+
+def recreate_database(url: str) -> str:
+    """Drop and create ``bench_feedback`` on the server of ``url``; returns its URL."""
+    import psycopg
+
+    parts = urlsplit(url)
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute(f"DROP DATABASE IF EXISTS {DATABASE}")
+        connection.execute(f"CREATE DATABASE {DATABASE}")
+    return urlunsplit(parts._replace(path=f"/{DATABASE}"))
+
+
+def timed(function, runs: int) -> float:
+    """Median seconds of ``runs`` calls, after one warm-up call."""
+    function()
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        function()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="100000,1000000", help="messages, comma-separated")
+    parser.add_argument("--runs", type=int, default=5, help="timed runs per measurement")
+    args = parser.parse_args()
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith(("postgres://", "postgresql://")):
+        parser.error("set DATABASE_URL to a PostgreSQL server")
+    os.environ["DATABASE_URL"] = recreate_database(url)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "example_project.settings")
+    sys.path.insert(0, str(ROOT))
+
+    import django
+
+    django.setup()
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import setup_test_environment
+    from django.urls import reverse
+    from django.utils import timezone
+
+    from feedback_app import demo, rollups
+    from feedback_app.models import HourlyRollup, Message
+    from feedback_app.reports import ReportFilters, conversion_report
+
+    setup_test_environment()  # the test client needs ALLOWED_HOSTS to accept "testserver"
+    call_command("migrate", verbosity=0, interactive=False)
+    user = get_user_model().objects.create_superuser("bench", password="bench")  # noqa: S106
+    client = Client()
+    client.force_login(user)
+    dashboard = reverse("admin:feedback_app_conversiondashboard_changelist")
+
+    def get_dashboard() -> None:
+        response = client.get(dashboard)
+        assert response.status_code == 200, response.status_code
+
+    def raw_report() -> None:
+        since = ReportFilters(sent_after=timezone.now() - timedelta(days=30))
+        conversion_report(since, "country", source="raw")
+
+    results = []
+    for size in [int(value) for value in args.sizes.split(",")]:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "TRUNCATE feedback_app_message, feedback_app_messageevent, "
+                "feedback_app_providercall, feedback_app_hourlyrollup, feedback_app_rollupstate"
+            )
+        start = time.perf_counter()
+        demo.seed(days=30, messages=size)
+        seeded = time.perf_counter() - start
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE")
+        start = time.perf_counter()
+        rollups.refresh(full=True)
+        refreshed = time.perf_counter() - start
+        result = {
+            "messages": Message.objects.count(),
+            "rollup_rows": HourlyRollup.objects.count(),
+            "seed_seconds": round(seeded, 1),
+            "full_refresh_seconds": round(refreshed, 2),
+            "dashboard_ms": round(timed(get_dashboard, args.runs) * 1000, 1),
+            "raw_group_by_ms": round(timed(raw_report, args.runs) * 1000, 1),
+        }
+        result["raw_over_dashboard"] = round(result["raw_group_by_ms"] / result["dashboard_ms"], 1)
+        results.append(result)
+        print(json.dumps(result), flush=True)
+
+    print()
+    print(
+        f"{'messages':>10} {'rollups':>8} {'dashboard ms':>13} {'raw GROUP BY ms':>16} {'ratio':>6}"
+    )
+    for r in results:
+        print(
+            f"{r['messages']:>10} {r['rollup_rows']:>8} {r['dashboard_ms']:>13} "
+            f"{r['raw_group_by_ms']:>16} {r['raw_over_dashboard']:>6}"
+        )
+    output = ROOT / "build" / "bench" / "dashboard.json"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    machine = {
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+    }
+    output.write_text(json.dumps({"machine": machine, "results": results}, indent=2))
+    print(f"written {output.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
