@@ -49,7 +49,13 @@ DEFAULTS: dict[str, Any] = {
     # Minutes between runs of the django-q2 schedules created on migrate.
     # refresh_rollups keeps the dashboard's pre-aggregated hours fresh; reports read the messages
     # changed since, so a longer interval costs speed, never correctness.
-    "SCHEDULES": {"sweep_outbox": 1, "expire_overdue": 1, "poll_statuses": 1, "refresh_rollups": 1},
+    "SCHEDULES": {
+        "sweep_outbox": 1,
+        "expire_overdue": 1,
+        "poll_statuses": 1,
+        "refresh_rollups": 1,
+        "purge_idempotency": 60,
+    },
     # Messages whose open status is polled, and for how long after sending (seconds).
     "POLL_BATCH": 200,
     "POLL_MAX_AGE": 3600,

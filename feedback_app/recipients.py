@@ -10,10 +10,11 @@ import hmac
 from dataclasses import dataclass
 
 import phonenumbers
-from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext as _
 
 from .conf import app_settings
+from .errors import field_error
 from .states import PHONE_CHANNELS
 
 #: Prefixes a channel may put before a number ("whatsapp:+1...").
@@ -54,11 +55,11 @@ def mask(address: str, keep: int = 4) -> str:
 def parse_recipient(to: object, channel: str, field: str = "to") -> Recipient:
     """Validate ``to`` for ``channel``; raises ``ValidationError`` naming ``field``."""
     if not isinstance(to, str) or not to.strip():
-        raise ValidationError({field: _("Enter a recipient address.")}, code="invalid")
+        raise field_error(field, _("Enter a recipient address."), "invalid")
     to = to.strip()
     if channel not in PHONE_CHANNELS:
         if len(to) > 1024:
-            raise ValidationError({field: _("The address is too long.")}, code="max_length")
+            raise field_error(field, _("The address is too long."), "max_length")
         return Recipient(address=to, hash=recipient_hash(to), masked=mask(to), country="")
 
     number_text = to
@@ -68,12 +69,11 @@ def parse_recipient(to: object, channel: str, field: str = "to") -> Recipient:
     try:
         number = phonenumbers.parse(number_text, app_settings.DEFAULT_REGION)
     except phonenumbers.NumberParseException as exc:
-        raise ValidationError(
-            {field: _("Enter a valid phone number in E.164 form (+14155550123).")},
-            code="invalid_phone",
+        raise field_error(
+            field, _("Enter a valid phone number in E.164 form (+14155550123)."), "invalid_phone"
         ) from exc
     if not phonenumbers.is_valid_number(number):
-        raise ValidationError({field: _("This phone number is not valid.")}, code="invalid_phone")
+        raise field_error(field, _("This phone number is not valid."), "invalid_phone")
     e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     return Recipient(
         address=e164,

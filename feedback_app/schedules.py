@@ -12,6 +12,7 @@ SCHEDULES: dict[str, str] = {
     "feedback_app.expire_overdue": "feedback_app.tasks.expire_overdue",
     "feedback_app.poll_statuses": "feedback_app.tasks.poll_statuses",
     "feedback_app.refresh_rollups": "feedback_app.rollups.refresh",
+    "feedback_app.purge_idempotency": "feedback_app.tasks.purge_idempotency",
 }
 
 

@@ -19,6 +19,7 @@ from django.utils.translation import gettext as _
 
 from . import outbox, signals
 from .conf import app_settings, feedback_window
+from .errors import field_error
 from .expiry import expire_batch
 from .models import Message, MessageEvent
 from .providers.base import get_provider, provider_keys
@@ -47,24 +48,23 @@ def _aware(value: object, field: str) -> datetime:
     if value is None:
         return timezone.now()
     if not isinstance(value, datetime):
-        raise ValidationError({field: _("Expected a datetime.")}, code="invalid")
+        raise field_error(field, _("Expected a datetime."), "invalid")
     if timezone.is_naive(value):
-        raise ValidationError({field: _("Expected a timezone-aware datetime.")}, code="naive")
+        raise field_error(field, _("Expected a timezone-aware datetime."), "naive")
     return value
 
 
 def _check_provider(provider: object) -> str:
     if not isinstance(provider, str) or provider not in provider_keys():
-        raise ValidationError(
-            {"provider": _("Unknown provider %(value)r.") % {"value": provider}},
-            code="unknown_provider",
+        raise field_error(
+            "provider", _("Unknown provider %(value)r.") % {"value": provider}, "unknown_provider"
         )
     return provider
 
 
 def _check_source(source: object) -> str:
     if source not in Source.values:
-        raise ValidationError({"source": _("Unknown source %(value)r.") % {"value": source}})
+        raise field_error("source", _("Unknown source %(value)r.") % {"value": source})
     return str(source)
 
 
@@ -95,9 +95,7 @@ def get_message(
         try:
             pk = message if isinstance(message, uuid.UUID) else uuid.UUID(str(message))
         except (ValueError, TypeError, AttributeError) as exc:
-            raise ValidationError(
-                {"message": _("Not a valid message id.")}, code="invalid"
-            ) from exc
+            raise field_error("message", _("Not a valid message id."), "invalid") from exc
         return Message.objects.get(pk=pk)
     if not provider or not provider_message_id:
         raise ValidationError(_("Give either a message or a provider and its message id."))
@@ -130,14 +128,14 @@ def track(
     _check_source(source)
     sent_at = _aware(sent_at, "sent_at")
     if not isinstance(feedback_requested, bool):
-        raise ValidationError({"feedback_requested": _("Expected a boolean.")})
+        raise field_error("feedback_requested", _("Expected a boolean."))
     if metadata is not None and not isinstance(metadata, dict):
-        raise ValidationError({"metadata": _("Expected a JSON object.")})
+        raise field_error("metadata", _("Expected a JSON object."))
     if not isinstance(provider_message_id, str) or not provider_message_id:
-        raise ValidationError({"provider_message_id": _("Expected a non-empty string.")})
+        raise field_error("provider_message_id", _("Expected a non-empty string."))
     if channel not in Channel.values:
-        raise ValidationError(
-            {"channel": _("Unknown channel %(value)r.") % {"value": channel}}, code="invalid_choice"
+        raise field_error(
+            "channel", _("Unknown channel %(value)r.") % {"value": channel}, "invalid_choice"
         )
     recipient = parse_recipient(to, channel)
     message = Message(
@@ -172,9 +170,8 @@ def track(
             )
             _on_commit_send(signals.message_tracked, message=message)
     except IntegrityError as exc:
-        raise ValidationError(
-            {"provider_message_id": _("This provider message id is already tracked.")},
-            code="duplicate",
+        raise field_error(
+            "provider_message_id", _("This provider message id is already tracked."), "duplicate"
         ) from exc
     return message
 
@@ -189,20 +186,26 @@ def send(
     sender: str | None = None,
     metadata: dict[str, Any] | None = None,
     source: str = Source.PYTHON,
+    message_id: uuid.UUID | None = None,
     **options: Any,
 ) -> Message:
     """Send ``body`` through the provider with feedback enabled and track the result.
 
     The body goes to the provider and nowhere else. Provider errors (``RetryableError``,
-    ``PermanentError``) reach the caller and nothing is written.
+    ``PermanentError``) reach the caller and nothing is written. Choose ``message_id`` yourself
+    to put ``confirmation_token(message_id)`` in the body (a link that confirms the message).
     """
     _check_provider(provider)
     if channel not in Channel.values:
-        raise ValidationError({"channel": _("Unknown channel %(value)r.") % {"value": channel}})
+        raise field_error(
+            "channel", _("Unknown channel %(value)r.") % {"value": channel}, "invalid_choice"
+        )
     if not isinstance(body, str) or not body:
-        raise ValidationError({"body": _("Expected a non-empty string.")})
+        raise field_error("body", _("Expected a non-empty string."))
+    if message_id is not None and not isinstance(message_id, uuid.UUID):
+        raise field_error("message_id", _("Expected a UUID."))
     recipient = parse_recipient(to, channel)
-    message_id = uuid.uuid4()
+    message_id = message_id or uuid.uuid4()
     result = get_provider(provider).send(
         to=recipient.address,
         body=body,
@@ -237,9 +240,14 @@ def _change_feedback(
     actor: object,
 ) -> bool:
     _check_source(source)
+    explicit_at = at is not None
     at = _aware(at, "at")
     passed_instance = isinstance(message, Message)
     msg = get_message(message, provider=provider, provider_message_id=provider_message_id)
+    if at < msg.sent_at:
+        if explicit_at:
+            raise field_error("at", _("This is before the message was sent."), "before_sent")
+        at = msg.sent_at  # the provider's clock ran ahead of ours
     while True:
         with transaction.atomic():
             row = (
@@ -341,9 +349,7 @@ def record_delivery(
 ) -> bool:
     """Apply a delivery status if it ranks above the current one. True when it changed."""
     if status not in DELIVERY_RANK:
-        raise ValidationError(
-            {"status": _("Unknown delivery status %(value)r.") % {"value": status}}
-        )
+        raise field_error("status", _("Unknown delivery status %(value)r.") % {"value": status})
     _check_source(source)
     at = _aware(at, "at")
     msg = get_message(message, provider=provider, provider_message_id=provider_message_id)

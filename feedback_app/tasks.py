@@ -23,3 +23,10 @@ def expire_overdue() -> int:
 def poll_statuses() -> int:
     """Schedule: ask polling providers about messages whose status is still open."""
     return polling.poll_open_statuses()
+
+
+def purge_idempotency() -> int:
+    """Schedule: delete Idempotency-Key records older than IDEMPOTENCY_TTL."""
+    from .api.idempotency import purge_expired
+
+    return purge_expired()

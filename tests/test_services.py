@@ -238,3 +238,43 @@ def test_delivery_status_by_provider_id_and_unknown_status():
     )
     with pytest.raises(ValidationError):
         services.record_delivery(message, "teleported")
+
+
+def test_validation_errors_keep_a_stable_code_per_field():
+    with pytest.raises(ValidationError) as excinfo:
+        make_message(to="+1 555")
+    assert excinfo.value.error_dict["to"][0].code == "invalid_phone"
+    message = make_message()
+    with pytest.raises(ValidationError) as excinfo:
+        make_message(provider_message_id=message.provider_message_id)
+    assert excinfo.value.error_dict["provider_message_id"][0].code == "duplicate"
+
+
+def test_send_takes_a_chosen_message_id_so_a_token_can_be_put_in_the_body():
+    import uuid
+
+    chosen = uuid.uuid4()
+    message = services.send(
+        provider="locmem", to=NUMBERS["US"], body=f"Code 1, or /c/{chosen}", message_id=chosen
+    )
+    assert message.pk == chosen
+    assert locmem.outbox[-1]["message_id"] == str(chosen)
+    with pytest.raises(ValidationError) as excinfo:
+        services.send(provider="locmem", to=NUMBERS["US"], body="x", message_id="not-a-uuid")
+    assert "message_id" in excinfo.value.message_dict
+
+
+def test_a_confirmation_before_the_message_was_sent_is_refused():
+    message = make_message()
+    with pytest.raises(ValidationError) as excinfo:
+        services.confirm(message, at=message.sent_at - timedelta(seconds=1))
+    assert excinfo.value.error_dict["at"][0].code == "before_sent"
+    message.refresh_from_db()
+    assert message.feedback == Feedback.PENDING
+    assert not MessageEvent.objects.filter(kind=EventKind.FEEDBACK).exists()
+
+
+def test_a_provider_clock_ahead_of_ours_never_gives_a_negative_time_to_confirm():
+    message = make_message(sent_at=timezone.now() + timedelta(seconds=30))
+    assert services.confirm(message) is True
+    assert message.confirmed_at >= message.sent_at
