@@ -1,13 +1,15 @@
 """Benchmark: server time of the conversion dashboard's default view against a raw GROUP BY.
 
 Run with DATABASE_URL pointing at PostgreSQL (the database named there is only used to create
-and drop ``bench_feedback``)::
+and drop the ``bench_feedback_<size>`` databases)::
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/test python bench/dashboard.py --sizes 100000
 
-For each size it seeds ``feedback_app.demo.seed`` history over 30 days, refreshes the rollups,
-then times (median of ``--runs``) a GET of the dashboard's default 30-day view through Django's
-test client, and the raw report (``source="raw"``: GROUP BY country with percentiles over the
+For each size it seeds ``feedback_app.demo.seed`` history over 30 days into its own database
+(``bench_feedback_<size>``; ``--reuse`` keeps one that already holds that many messages, so code
+changes can be measured again without seeding for minutes), refreshes the rollups, then times
+(median of ``--runs``) a GET of the dashboard's default 30-day view through Django's test
+client, and the raw report (``source="raw"``: GROUP BY country with percentiles over the
 messages) in the same run. Prints a table and writes build/bench/dashboard.json.
 """
 
@@ -28,15 +30,30 @@ ROOT = Path(__file__).resolve().parent.parent
 DATABASE = "bench_feedback"
 
 
-def recreate_database(url: str) -> str:
-    """Drop and create ``bench_feedback`` on the server of ``url``; returns its URL."""
+def database_name(size: int) -> str:
+    return f"{DATABASE}_{size}"
+
+
+def prepare_database(url: str, name: str, *, reuse: bool) -> bool:
+    """Create database ``name`` on the server of ``url`` (dropped first unless ``reuse``).
+
+    Returns True when an existing database was kept.
+    """
     import psycopg
 
-    parts = urlsplit(url)
     with psycopg.connect(url, autocommit=True) as connection:
-        connection.execute(f"DROP DATABASE IF EXISTS {DATABASE}")
-        connection.execute(f"CREATE DATABASE {DATABASE}")
-    return urlunsplit(parts._replace(path=f"/{DATABASE}"))
+        exists = connection.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", [name]
+        ).fetchone()
+        if exists and reuse:
+            return True
+        connection.execute(f"DROP DATABASE IF EXISTS {name}")
+        connection.execute(f"CREATE DATABASE {name}")
+    return False
+
+
+def with_database(url: str, name: str) -> str:
+    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
 
 
 def timed(function, runs: int) -> float:
@@ -54,11 +71,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="100000,1000000", help="messages, comma-separated")
     parser.add_argument("--runs", type=int, default=5, help="timed runs per measurement")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep a database already seeded with the size (else drop and seed again)",
+    )
     args = parser.parse_args()
     url = os.environ.get("DATABASE_URL", "")
     if not url.startswith(("postgres://", "postgresql://")):
         parser.error("set DATABASE_URL to a PostgreSQL server")
-    os.environ["DATABASE_URL"] = recreate_database(url)
+    sizes = [int(value) for value in args.sizes.split(",")]
+    os.environ["DATABASE_URL"] = with_database(url, database_name(sizes[0]))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "example_project.settings")
     sys.path.insert(0, str(ROOT))
 
@@ -78,10 +101,7 @@ def main() -> int:
     from feedback_app.reports import ReportFilters, conversion_report
 
     setup_test_environment()  # the test client needs ALLOWED_HOSTS to accept "testserver"
-    call_command("migrate", verbosity=0, interactive=False)
-    user = get_user_model().objects.create_superuser("bench", password="bench")  # noqa: S106
     client = Client()
-    client.force_login(user)
     dashboard = reverse("admin:feedback_app_conversiondashboard_changelist")
 
     def get_dashboard() -> None:
@@ -93,15 +113,26 @@ def main() -> int:
         conversion_report(since, "country", source="raw")
 
     results = []
-    for size in [int(value) for value in args.sizes.split(",")]:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "TRUNCATE feedback_app_message, feedback_app_messageevent, "
-                "feedback_app_providercall, feedback_app_hourlyrollup, feedback_app_rollupstate"
-            )
-        start = time.perf_counter()
-        demo.seed(days=30, messages=size)
-        seeded = time.perf_counter() - start
+    for size in sizes:
+        name = database_name(size)
+        kept = prepare_database(url, name, reuse=args.reuse)
+        connection.close()
+        connection.settings_dict["NAME"] = name
+        call_command("migrate", verbosity=0, interactive=False)
+        seeded = None
+        if not kept or Message.objects.count() != size:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "TRUNCATE feedback_app_message, feedback_app_messageevent, "
+                    "feedback_app_providercall"
+                )
+            start = time.perf_counter()
+            demo.seed(days=30, messages=size)
+            seeded = round(time.perf_counter() - start, 1)
+        user = get_user_model().objects.filter(username="bench").first()
+        if user is None:
+            user = get_user_model().objects.create_superuser("bench", password="bench")  # noqa: S106
+        client.force_login(user)
         with connection.cursor() as cursor:
             cursor.execute("ANALYZE")
         start = time.perf_counter()
@@ -110,7 +141,7 @@ def main() -> int:
         result = {
             "messages": Message.objects.count(),
             "rollup_rows": HourlyRollup.objects.count(),
-            "seed_seconds": round(seeded, 1),
+            "seed_seconds": seeded,
             "full_refresh_seconds": round(refreshed, 2),
             "dashboard_ms": round(timed(get_dashboard, args.runs) * 1000, 1),
             "raw_group_by_ms": round(timed(raw_report, args.runs) * 1000, 1),

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from django.utils import timezone
 
 from .conf import DEFAULTS, app_settings
-from .reports import ReportFilters, conversion_report, with_time_range
+from .reports import ReportFilters, conversion_reports, with_time_range
 
 #: The dimensions alerts watch.
 ALERT_DIMENSIONS: tuple[str, ...] = ("country", "sender")
@@ -51,12 +51,13 @@ def conversion_alerts(
     filters = filters or ReportFilters()
     recent_filters = with_time_range(filters, now - RECENT, now)
     baseline_filters = with_time_range(filters, now - RECENT - BASELINE, now - RECENT)
+    # Two grouped reads: every dimension of each period at once.
+    recent_reports = conversion_reports(recent_filters, ALERT_DIMENSIONS).reports
+    baseline_reports = conversion_reports(baseline_filters, ALERT_DIMENSIONS).reports
     alerts = []
     for dimension in ALERT_DIMENSIONS:
-        baseline = {
-            row.key: row.totals for row in conversion_report(baseline_filters, dimension).rows
-        }
-        for row in conversion_report(recent_filters, dimension).rows:
+        baseline = {row.key: row.totals for row in baseline_reports[dimension].rows}
+        for row in recent_reports[dimension].rows:
             before = baseline.get(row.key)
             recent = row.totals
             if (

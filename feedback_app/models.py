@@ -242,6 +242,58 @@ CONFIRM_BUCKET_FIELDS: tuple[str, ...] = (
 )
 
 
+class DailyRollup(models.Model):
+    """The ``HourlyRollup`` rows of one UTC day added up: same dimensions, counts and histogram.
+
+    A 30-day report reads 30 rows per combination instead of 720. Written only by
+    ``rollups.refresh``, from the hourly rows, in the same transaction: a day is exact whenever
+    none of its hours changed since the watermark (reports read the other days by the hour).
+    """
+
+    day = models.DateField(_("day"))
+    provider = models.CharField(_("provider"), max_length=32)
+    purpose = models.SlugField(_("purpose"), max_length=64)
+    country = models.CharField(_("country"), max_length=2, blank=True)
+    sender = models.CharField(_("sender"), max_length=256, blank=True)
+    channel = models.CharField(_("channel"), max_length=16)
+    attempted = models.PositiveIntegerField(_("attempted"), default=0)
+    delivered_ok = models.PositiveIntegerField(_("delivered OK"), default=0)
+    confirmed = models.PositiveIntegerField(_("confirmed"), default=0)
+    confirmed_late = models.PositiveIntegerField(_("confirmed late"), default=0)
+    failed = models.PositiveIntegerField(_("failed"), default=0)
+    expired = models.PositiveIntegerField(_("expired"), default=0)
+    pending = models.PositiveIntegerField(_("pending"), default=0)
+    # Confirmed messages per time-to-confirm bucket (see CONFIRM_BUCKETS): integer columns
+    # rather than an array, so every database sums them the same way.
+    confirm_lt_5s = models.PositiveIntegerField(default=0)
+    confirm_lt_10s = models.PositiveIntegerField(default=0)
+    confirm_lt_20s = models.PositiveIntegerField(default=0)
+    confirm_lt_30s = models.PositiveIntegerField(default=0)
+    confirm_lt_1m = models.PositiveIntegerField(default=0)
+    confirm_lt_2m = models.PositiveIntegerField(default=0)
+    confirm_lt_5m = models.PositiveIntegerField(default=0)
+    confirm_lt_10m = models.PositiveIntegerField(default=0)
+    confirm_lt_30m = models.PositiveIntegerField(default=0)
+    confirm_lt_1h = models.PositiveIntegerField(default=0)
+    confirm_ge_1h = models.PositiveIntegerField(default=0)
+    #: The longest time to confirm, which bounds the open last bucket.
+    confirm_seconds_max = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("daily rollup")
+        verbose_name_plural = _("daily rollups")
+        constraints = [
+            # Its index (day first) serves the reports' range reads.
+            models.UniqueConstraint(
+                fields=["day", "provider", "purpose", "country", "sender", "channel"],
+                name="feedback_app_rollup_day_dims",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day:%Y-%m-%d} {self.provider}/{self.purpose}/{self.country}"
+
+
 class RollupState(models.Model):
     """One row: how far ``HourlyRollup`` is up to date.
 

@@ -12,11 +12,12 @@ from the rollups' time-to-confirm histogram, interpolated inside one bucket (doc
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
+from django.core.exceptions import EmptyResultSet
 from django.db import connection
 from django.db.models import (
     Aggregate,
@@ -38,10 +39,12 @@ from django.db.models import (
 )
 from django.db.models.functions import RowNumber, TruncDate, TruncHour
 from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
 
 from .models import (
     CONFIRM_BUCKET_FIELDS,
     CONFIRM_BUCKETS,
+    DailyRollup,
     HourlyRollup,
     Message,
     RollupState,
@@ -451,6 +454,25 @@ def in_hour_ranges(ranges: list[tuple[datetime, datetime]], column: str) -> Q:
     return condition
 
 
+def floor_day(moment: datetime) -> datetime:
+    """The start of the UTC day holding ``moment``."""
+    return moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def day_ranges(ranges: list[tuple[datetime, datetime]]) -> list[tuple[datetime, datetime]]:
+    """The whole UTC days touching the [start, end) ``ranges``, merged into [start, end) ranges."""
+    days: list[tuple[datetime, datetime]] = []
+    one_day = timedelta(days=1)
+    for start, end in ranges:
+        first = floor_day(start)
+        last = floor_day(end - timedelta(microseconds=1)) + one_day
+        if days and days[-1][1] >= first:
+            days[-1] = (days[-1][0], max(days[-1][1], last))
+        else:
+            days.append((first, last))
+    return days
+
+
 @dataclass(frozen=True)
 class _Plan:
     """Which hours to read from the rollups: those of ``[first, last)`` not in ``changed``."""
@@ -559,70 +581,284 @@ def histogram_percentile(counts: list[int], maximum: float | None, fraction: flo
     return maximum
 
 
+def _utc_days() -> bool:
+    """Whether days in the current time zone are UTC days (so daily rollups can give them)."""
+    zone = timezone.get_current_timezone()
+    return zone is UTC or getattr(zone, "key", None) in ("UTC", "Etc/UTC", "Etc/UCT", "UCT")
+
+
+def _bounds(column: str, lower: datetime | date | None, upper: datetime | date | None) -> Q:
+    """``lower <= column < upper``, each bound only when given."""
+    bounds = {}
+    if lower is not None:
+        bounds[f"{column}__gte"] = lower
+    if upper is not None:
+        bounds[f"{column}__lt"] = upper
+    return Q(**bounds)
+
+
+def _days_of(ranges: list[tuple[datetime, datetime]]) -> list[date]:
+    return [
+        (start + timedelta(days=offset)).date()
+        for start, end in ranges
+        for offset in range((end - start).days)
+    ]
+
+
+@dataclass(frozen=True)
+class _Part:
+    """One source of rows shaped alike: a SELECT and the column its each output name holds."""
+
+    queryset: QuerySet[Any]
+    #: Uniform column name -> the queryset's output column (group key or counter).
+    columns: dict[str, str]
+
+
+def _group_columns(groupings: Sequence[str | None]) -> list[str]:
+    return [by for by in dict.fromkeys(groupings) if by is not None]
+
+
+_SUMMED: tuple[str, ...] = (*_ROLLUP_COLUMNS, "confirm_seconds_max")
+
+
 def _rollup_parts(
-    filters: ReportFilters, plan: _Plan
-) -> tuple[QuerySet[HourlyRollup] | None, QuerySet[Message] | None]:
-    """The rollup rows and the messages that together cover ``filters`` exactly once."""
-    dimensions = {name: getattr(filters, name) for name in ROLLUP_DIMENSIONS}
+    filters: ReportFilters, groupings: Sequence[str | None], plan: _Plan
+) -> list[_Part]:
+    """The daily rows, hourly rows and messages that together cover ``filters`` exactly once.
+
+    Whole UTC days whose hours did not change since the watermark come from ``DailyRollup``,
+    the other whole hours not changed from ``HourlyRollup``, the rest (partial hours at the
+    edges, hours changed since) from the messages, aggregated like a rollup row.
+    """
+    keys = _group_columns(groupings)
+    dimensions = {
+        name: getattr(filters, name)
+        for name in ROLLUP_DIMENSIONS
+        if getattr(filters, name) is not None
+    }
     messages = filters.apply(Message.objects.all()).order_by()
     if plan.first is not None and plan.last is not None and plan.first >= plan.last:
-        return None, messages  # the range holds no whole hour
-    rollups = HourlyRollup.objects.filter(
-        **{name: value for name, value in dimensions.items() if value is not None}
-    ).order_by()
+        return [_messages_part(messages, keys)]  # the range holds no whole hour
+    parts = []
+    hourly = HourlyRollup.objects.filter(_bounds("hour", plan.first, plan.last), **dimensions)
+    if plan.changed:
+        hourly = hourly.exclude(in_hour_ranges(plan.changed, "hour"))
+    # Daily rows give days only where they are UTC days, and never hours.
+    if HOUR not in keys and ("day" not in keys or _utc_days()):
+        first_day = plan.first and floor_day(plan.first - timedelta(microseconds=1))
+        first_day = first_day and first_day + timedelta(days=1)
+        last_day = plan.last and floor_day(plan.last)
+        if first_day is None or last_day is None or first_day < last_day:
+            changed_days = day_ranges(plan.changed)
+            daily = DailyRollup.objects.filter(
+                _bounds("day", first_day and first_day.date(), last_day and last_day.date()),
+                **dimensions,
+            ).exclude(day__in=_days_of(changed_days))
+            parts.append(_rollup_part(daily, keys, "day"))
+            # The hours of the days read whole are left to the daily rows.
+            covered = _bounds("hour", first_day, last_day)
+            if first_day is None and last_day is None:
+                hourly = hourly.filter(in_hour_ranges(changed_days, "hour"))
+            else:
+                hourly = hourly.filter(~covered | in_hour_ranges(changed_days, "hour"))
+    parts.append(_rollup_part(hourly, keys, "hour"))
     from_messages = in_hour_ranges(plan.changed, "sent_at")
     if plan.first is not None:
-        rollups = rollups.filter(hour__gte=plan.first)
         from_messages |= Q(sent_at__lt=plan.first)
     if plan.last is not None:
-        rollups = rollups.filter(hour__lt=plan.last)
         from_messages |= Q(sent_at__gte=plan.last)
-    if plan.changed:
-        rollups = rollups.exclude(in_hour_ranges(plan.changed, "hour"))
-    has_messages = bool(plan.changed) or plan.first is not None or plan.last is not None
-    return rollups, messages.filter(from_messages) if has_messages else None
+    if plan.changed or plan.first is not None or plan.last is not None:
+        parts.append(_messages_part(messages.filter(from_messages), keys))
+    return parts
 
 
-def _rollup_sums(filters: ReportFilters, by: str | None, plan: _Plan) -> dict[Any, _Sums]:
-    """Sums per group (key None without ``by``) from rollups and messages."""
-    rollups, messages = _rollup_parts(filters, plan)
-    found: list[tuple[Any, _Sums]] = []
-    if rollups is not None:
-        if by is None:
-            found.append((None, _Sums.of(rollups.aggregate(**_sum_rollups()))))
-        else:
-            grouped = rollups.annotate(group_key=_group_of(by, "hour")).values("group_key")
-            found += [
-                (row["group_key"], _Sums.of(row)) for row in grouped.annotate(**_sum_rollups())
-            ]
-    if messages is not None:
-        group = [_group_of(by, "sent_at")] if by is not None else []
-        for row in with_rollup_aggregates(messages, *group):
-            found.append((row.get("group_0"), _Sums.of(row)))
-    sums: dict[Any, _Sums] = {}
-    for key, part in found:
-        if key in sums:
-            sums[key].add(part)
-        else:
-            sums[key] = part
-    return sums
+def _rollup_part(rows: QuerySet[Any], keys: list[str], time: str) -> _Part:
+    """Rollup rows (hourly or daily, their time column ``time``) with their group keys."""
+
+    def key(by: str) -> Any:
+        if time == "day" and by == "day":
+            return F("day")
+        return _group_of(by, time)
+
+    named = {f"key_{by}": key(by) for by in keys}
+    queryset = rows.order_by().annotate(**named).values(*named, *_SUMMED)
+    return _Part(queryset, {**{name: name for name in named}, **{c: c for c in _SUMMED}})
 
 
-def _rollup_report(filters: ReportFilters, by: str | None, plan: _Plan) -> Report:
-    totals = _rollup_sums(filters, None, plan).get(None)
-    rows: list[ReportRow] = []
+def _messages_part(messages: QuerySet[Message], keys: list[str]) -> _Part:
+    """Messages aggregated per group key like rollup rows."""
+    queryset = with_rollup_aggregates(messages, *(_group_of(by, "sent_at") for by in keys))
+    columns = {f"key_{by}": f"group_{index}" for index, by in enumerate(keys)}
+    return _Part(queryset, {**columns, **{c: c for c in _SUMMED}})
+
+
+def _grouped_sql(parts: list[_Part], groupings: list[str | None]) -> tuple[str, list[Any]]:
+    """One statement adding up ``parts`` per grouping.
+
+    Its rows: the index of the grouping in ``groupings``, one column per group key (the
+    grouping's own key, NULL for the others) and the sums. PostgreSQL groups once with
+    GROUPING SETS; elsewhere a UNION ALL of one GROUP BY per grouping over the same rows (a CTE).
+    None when no part can hold a row.
+    """
+    quote = connection.ops.quote_name
+    keys = _group_columns(groupings)
+    key_columns = [quote(f"key_{by}") for by in keys]
+    uniform = [*(f"key_{by}" for by in keys), *_SUMMED]
+    selects, params = [], []
+    for index, part in enumerate(parts):
+        try:
+            sql, part_params = part.queryset.query.get_compiler(connection=connection).as_sql()
+        except EmptyResultSet:
+            continue  # a part that can hold no row (e.g. no hour changed)
+        columns = ", ".join(f"{quote(part.columns[name])} AS {quote(name)}" for name in uniform)
+        selects.append(f"SELECT {columns} FROM ({sql}) {quote(f'part_{index}')}")  # noqa: S608
+        params += part_params
+    if not selects:
+        return None
+    rows = " UNION ALL ".join(selects)
+    sums = ", ".join(
+        f"MAX({quote(name)})" if name == "confirm_seconds_max" else f"SUM({quote(name)})"
+        for name in _SUMMED
+    )
+    if connection.vendor == "postgresql" and keys:
+        # GROUPING(key) is 0 in the rows grouped by that key, 1 in the others.
+        which = "CASE"
+        for index, by in enumerate(groupings):
+            if by is None:
+                which += " WHEN " + " AND ".join(f"GROUPING({c}) = 1" for c in key_columns)
+            else:
+                which += f" WHEN GROUPING({quote(f'key_{by}')}) = 0"
+            which += f" THEN {index}"
+        sets = ", ".join("()" if by is None else f"({quote(f'key_{by}')})" for by in groupings)
+        sql = (
+            f"SELECT {which} END, {', '.join(key_columns)}, {sums} "  # noqa: S608
+            f"FROM ({rows}) {quote('parts')} GROUP BY GROUPING SETS ({sets})"
+        )
+        return sql, params
+    selects = []
+    for index, by in enumerate(groupings):
+        columns = ", ".join(
+            [str(index)]
+            + [c if other == by else "NULL" for other, c in zip(keys, key_columns, strict=True)]
+        )
+        group = f" GROUP BY {quote(f'key_{by}')}" if by is not None else ""
+        selects.append(f"SELECT {columns}, {sums} FROM {quote('parts')}{group}")  # noqa: S608
+    return f"WITH {quote('parts')} AS ({rows}) {' UNION ALL '.join(selects)}", params
+
+
+def _key_value(by: str, value: Any) -> Any:
+    """A group key as the ORM gives it: dates for days, aware datetimes for hours."""
+    if by == "day" and isinstance(value, str):
+        return parse_date(value[:10])
+    if by == "day" and isinstance(value, datetime):
+        return value.date()
+    if by == HOUR:
+        if isinstance(value, str):
+            value = parse_datetime(value)
+        if timezone.is_naive(value):
+            # As TruncHour does: the database gives the local wall time of the hour.
+            value = timezone.make_aware(value)
+    return value
+
+
+def _grouped_sums(
+    filters: ReportFilters, groupings: Sequence[str | None], plan: _Plan
+) -> dict[str | None, dict[Any, _Sums]]:
+    """Sums per grouping and group key (key None for the grouping None), in one query."""
+    wanted = list(dict.fromkeys(groupings))
+    keys = _group_columns(wanted)
+    statement = _grouped_sql(_rollup_parts(filters, wanted, plan), wanted)
+    found: dict[str | None, dict[Any, _Sums]] = {by: {} for by in wanted}
+    if statement is None:
+        return found
+    sql, params = statement
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        for row in cursor.fetchall():
+            by = wanted[row[0]]
+            key = None if by is None else _key_value(by, row[1 + keys.index(by)])
+            values = dict(zip(_SUMMED, row[1 + len(keys) :], strict=True))
+            # PostgreSQL sums bigints as numeric (Decimal): counts are integers.
+            counts = {name: int(values[name] or 0) for name in _ROLLUP_COLUMNS}
+            sums = _Sums(counts, values["confirm_seconds_max"])
+            found[by][key] = sums
+    return found
+
+
+def _report_of(filters: ReportFilters, by: str | None, sums: dict[Any, _Sums]) -> Report:
+    totals = sums.get(None) if by is None else None
+    rows = []
     if by is not None:
         rows = [
-            ReportRow(key=key, totals=sums.totals())
-            for key, sums in _rollup_sums(filters, by, plan).items()
-            if sums.counts["attempted"]
+            ReportRow(key=key, totals=group.totals())
+            for key, group in sums.items()
+            if group.counts["attempted"]
         ]
     return Report(
         filters=filters,
         by=by,
-        totals=totals.totals() if totals else _Sums.of(dict.fromkeys(_sum_rollups())).totals(),
+        totals=(totals or _Sums.of(dict.fromkeys(_SUMMED))).totals(),
         rows=_order_rows(by, rows) if by else [],
     )
+
+
+def _rollup_report(filters: ReportFilters, by: str | None, plan: _Plan) -> Report:
+    sums = _grouped_sums(filters, [None, by], plan)
+    report = _report_of(filters, by, sums.get(by, {}))
+    return replace(report, totals=_report_of(filters, None, sums[None]).totals)
+
+
+@dataclass(frozen=True)
+class ReportSet:
+    """Several reports over the same filters, and the distribution of time to confirm."""
+
+    #: By breakdown (None: the totals only, as ``conversion_report(filters)``).
+    reports: dict[str | None, Report]
+    histogram: list[HistogramBucket]
+
+    @property
+    def totals(self) -> Totals:
+        return next(iter(self.reports.values())).totals
+
+
+def conversion_reports(
+    filters: ReportFilters | None = None,
+    groupings: Sequence[str | None] = (None,),
+    *,
+    source: Source = "auto",
+) -> ReportSet:
+    """``conversion_report(filters, by)`` for each ``by`` in ``groupings`` and the histogram
+    of ``confirm_time_histogram(filters)``, the same numbers, read together.
+
+    From the rollups it is one statement (``GROUP BY GROUPING SETS`` on PostgreSQL) whatever the
+    number of groupings; when they cannot answer, one report after the other from the messages.
+    """
+    filters = filters or ReportFilters()
+    for by in groupings:
+        if by is not None and by not in BREAKDOWNS and by != HOUR:
+            raise ValueError(f"unknown breakdown {by!r}; expected one of {', '.join(BREAKDOWNS)}")
+    time_keys = [by for by in groupings if by in ("day", HOUR)]
+    plan = _plan(filters, time_keys[0] if time_keys else None, None, source)
+    if plan is None:
+        return ReportSet(
+            reports={by: conversion_report(filters, by, source="raw") for by in groupings},
+            histogram=confirm_time_histogram(filters, source="raw"),
+        )
+    sums = _grouped_sums(filters, [None, *groupings], plan)
+    totals = _report_of(filters, None, sums[None])
+    reports = {}
+    for by in groupings:
+        report = _report_of(filters, by, sums[by])
+        reports[by] = replace(report, totals=totals.totals)
+    return ReportSet(reports=reports, histogram=_histogram(sums[None].get(None)))
+
+
+def _histogram(sums: _Sums | None) -> list[HistogramBucket]:
+    counts = sums.histogram if sums else [0] * len(CONFIRM_BUCKET_FIELDS)
+    return [
+        HistogramBucket(lower=lower or 0.0, upper=upper, count=count)
+        for count, (lower, upper) in zip(counts, _bucket_bounds(), strict=True)
+    ]
 
 
 @dataclass(frozen=True)
@@ -642,15 +878,9 @@ def confirm_time_histogram(
     filters = filters or ReportFilters()
     plan = _plan(filters, None, None, source)
     if plan is not None:
-        sums = _rollup_sums(filters, None, plan).get(None)
-        counts = sums.histogram if sums else [0] * len(CONFIRM_BUCKET_FIELDS)
-    else:
-        row = next(iter(with_rollup_aggregates(filters.apply(Message.objects.all()))), None)
-        counts = _Sums.of(row).histogram if row else [0] * len(CONFIRM_BUCKET_FIELDS)
-    return [
-        HistogramBucket(lower=lower or 0.0, upper=upper, count=count)
-        for count, (lower, upper) in zip(counts, _bucket_bounds(), strict=True)
-    ]
+        return _histogram(_grouped_sums(filters, [None], plan)[None].get(None))
+    row = next(iter(with_rollup_aggregates(filters.apply(Message.objects.all()))), None)
+    return _histogram(_Sums.of(row) if row else None)
 
 
 def with_time_range(
@@ -666,11 +896,13 @@ __all__ = [
     "HistogramBucket",
     "Report",
     "ReportFilters",
+    "ReportSet",
     "ReportRow",
     "Source",
     "Totals",
     "confirm_time_histogram",
     "conversion_report",
+    "conversion_reports",
     "histogram_percentile",
     "with_time_range",
 ]

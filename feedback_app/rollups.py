@@ -1,10 +1,12 @@
-"""Refresh ``HourlyRollup``: the conversion counts per hour and dimensions that reports read.
+"""Refresh ``HourlyRollup`` and ``DailyRollup``: the conversion counts per hour (and per day) and
+dimensions that reports read.
 
 A refresh recomputes, set-based (one ``INSERT ... SELECT ... GROUP BY``), every hour of sending
 that holds a message updated since the last refresh: messages change after they are sent
-(delivery receipts, confirmations, expiry), so an hour is never final. A django-q2 schedule
-runs it every minute; reports read the messages of hours changed since, so they never wait
-for it.
+(delivery receipts, confirmations, expiry), so an hour is never final. Then, in the same
+transaction, the UTC days holding those hours are added up again from the hourly rows (one more
+``INSERT ... SELECT ... GROUP BY``). A django-q2 schedule runs it every minute; reports read the
+messages of hours changed since, so they never wait for it.
 """
 
 from __future__ import annotations
@@ -12,12 +14,18 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from django.db import connection, transaction
-from django.db.models import F, QuerySet
-from django.db.models.functions import TruncHour
+from django.db.models import F, Max, Model, QuerySet, Sum
+from django.db.models.functions import TruncDate, TruncHour
 from django.utils import timezone
 
-from .models import HourlyRollup, Message, RollupState
-from .reports import changed_hours, hour_ranges, in_hour_ranges, with_rollup_aggregates
+from .models import CONFIRM_BUCKET_FIELDS, DailyRollup, HourlyRollup, Message, RollupState
+from .reports import (
+    changed_hours,
+    day_ranges,
+    hour_ranges,
+    in_hour_ranges,
+    with_rollup_aggregates,
+)
 
 #: How far the watermark stays behind the start of a refresh. A transaction that wrote
 #: ``updated_at`` just before the refresh began but committed after it read the messages is
@@ -28,26 +36,63 @@ WATERMARK_LAG = timedelta(minutes=5)
 _DIMENSIONS = ("provider", "purpose", "country", "sender", "channel")
 
 
-def _insert_rollups(messages: QuerySet[Message]) -> int:
-    """INSERT the rollup rows of ``messages`` with one INSERT ... SELECT; returns the count."""
-    select = with_rollup_aggregates(
-        messages, TruncHour("sent_at", tzinfo=UTC), *(F(name) for name in _DIMENSIONS)
-    )
+_COUNTERS = (
+    "attempted",
+    "delivered_ok",
+    "confirmed",
+    "confirmed_late",
+    "failed",
+    "expired",
+    "pending",
+    *CONFIRM_BUCKET_FIELDS,
+)
+
+
+def _insert_select(model: type[Model], select: QuerySet, renamed: dict[str, str]) -> int:
+    """INSERT INTO ``model``'s table the rows of ``select`` (one INSERT ... SELECT).
+
+    ``renamed`` maps the SELECT's aliases to field names; other aliases are field names.
+    """
     compiler = select.query.get_compiler(connection=connection)
     sql, params = compiler.as_sql()
-    # The SELECT's columns in order: group_0 is the hour, group_1.. the dimensions, then one
-    # aggregate per rollup column under the column's own name.
     aliases = [alias for _, _, alias in compiler.select]
-    renamed = {"group_0": "hour", **{f"group_{i + 1}": name for i, name in enumerate(_DIMENSIONS)}}
-    columns = [HourlyRollup._meta.get_field(renamed.get(a, a)).column for a in aliases]
+    columns = [model._meta.get_field(renamed.get(a, a)).column for a in aliases]
     quote = connection.ops.quote_name
     insert = (
-        f"INSERT INTO {quote(HourlyRollup._meta.db_table)} "  # noqa: S608 - names from meta
+        f"INSERT INTO {quote(model._meta.db_table)} "  # noqa: S608 - names from meta
         f"({', '.join(quote(c) for c in columns)}) {sql}"
     )
     with connection.cursor() as cursor:
         cursor.execute(insert, params)
         return cursor.rowcount
+
+
+def _insert_rollups(messages: QuerySet[Message]) -> int:
+    """INSERT the rollup rows of ``messages`` with one INSERT ... SELECT; returns the count."""
+    select = with_rollup_aggregates(
+        messages, TruncHour("sent_at", tzinfo=UTC), *(F(name) for name in _DIMENSIONS)
+    )
+    # The SELECT's columns in order: group_0 is the hour, group_1.. the dimensions, then one
+    # aggregate per rollup column under the column's own name.
+    renamed = {"group_0": "hour", **{f"group_{i + 1}": name for i, name in enumerate(_DIMENSIONS)}}
+    return _insert_select(HourlyRollup, select, renamed)
+
+
+def _insert_daily(hourly: QuerySet[HourlyRollup]) -> int:
+    """INSERT the daily rows adding up ``hourly`` per UTC day and dimensions; returns the count."""
+    select = (
+        hourly.order_by()
+        .annotate(sum_day=TruncDate("hour", tzinfo=UTC))
+        .values("sum_day", *_DIMENSIONS)
+        .annotate(
+            **{f"sum_{name}": Sum(name) for name in _COUNTERS},
+            sum_confirm_seconds_max=Max("confirm_seconds_max"),
+        )
+    )
+    renamed = {"sum_day": "day"} | {
+        f"sum_{name}": name for name in (*_COUNTERS, "confirm_seconds_max")
+    }
+    return _insert_select(DailyRollup, select, renamed)
 
 
 def refresh(*, full: bool = False) -> int:
@@ -61,15 +106,27 @@ def refresh(*, full: bool = False) -> int:
         state = RollupState.objects.select_for_update().filter(pk=1).first()
         if state is None or full:
             HourlyRollup.objects.all().delete()
+            DailyRollup.objects.all().delete()
             hours = None
         else:
             hours = hour_ranges(changed_hours(state.watermark))
         messages = Message.objects.all()
+        hourly = HourlyRollup.objects.all()
         if hours is not None:
             HourlyRollup.objects.filter(in_hour_ranges(hours, "hour")).delete()
             messages = messages.filter(in_hour_ranges(hours, "sent_at"))
+            days = day_ranges(hours)
+            DailyRollup.objects.filter(
+                day__in=[
+                    start.date() + timedelta(days=n)
+                    for start, end in days
+                    for n in range((end - start).days)
+                ]
+            ).delete()
+            hourly = hourly.filter(in_hour_ranges(days, "hour"))
         if hours is None or hours:
             _insert_rollups(messages)
+            _insert_daily(hourly)
         RollupState.objects.update_or_create(
             pk=1, defaults={"watermark": started - WATERMARK_LAG, "refreshed_at": started}
         )

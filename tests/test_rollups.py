@@ -1,19 +1,25 @@
-"""Hourly rollups: reports read from them agree with reports read from the messages."""
+"""Hourly and daily rollups: reports read from them agree with reports read from the messages."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 import pytest
+from django.db import connection
+from django.db.models import F, Sum
+from django.db.models.functions import TruncDate
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from feedback_app import rollups, services
-from feedback_app.models import CONFIRM_BUCKETS, HourlyRollup
+from feedback_app.models import CONFIRM_BUCKETS, DailyRollup, HourlyRollup
 from feedback_app.reports import (
     BREAKDOWNS,
     HOUR,
     ReportFilters,
     confirm_time_histogram,
     conversion_report,
+    conversion_reports,
     histogram_percentile,
 )
 from feedback_app.states import Delivery
@@ -179,3 +185,101 @@ def test_before_any_refresh_reports_read_the_messages():
 )
 def test_histogram_percentile(histogram, maximum, fraction, expected):
     assert histogram_percentile(histogram, maximum, fraction) == pytest.approx(expected)
+
+
+def reads_daily(queries) -> bool:
+    return any(DailyRollup._meta.db_table in query["sql"] for query in queries)
+
+
+def test_daily_rollups_add_up_the_hourly_ones(history):
+    def per_day(model, time):
+        rows = model.objects.annotate(d=time).values("d", "country", "purpose", "sender")
+        return sorted(
+            (row["d"], row["country"], row["purpose"], row["sender"], row["n"], row["c"])
+            for row in rows.annotate(n=Sum("attempted"), c=Sum("confirm_lt_1m"))
+        )
+
+    assert DailyRollup.objects.count() >= 3  # 50 hours touch three UTC days at least
+    assert per_day(DailyRollup, F("day")) == per_day(HourlyRollup, TruncDate("hour", tzinfo=UTC))
+
+
+@pytest.mark.parametrize("by", [None, "day", "country", "sender"])
+def test_a_range_cutting_through_days_reads_whole_days_from_daily_rollups(history, clock, by):
+    filters = ReportFilters(
+        sent_after=history + timedelta(hours=1, minutes=7),
+        sent_before=clock.now - timedelta(minutes=3),
+    )
+    raw = conversion_report(filters, by, source="raw")
+    with CaptureQueriesContext(connection) as queries:
+        rolled = conversion_report(filters, by, source="rollups")
+    assert reads_daily(queries.captured_queries)
+    assert counts(rolled.totals) == counts(raw.totals)
+    assert [(row.key, counts(row.totals)) for row in rolled.rows] == [
+        (row.key, counts(row.totals)) for row in raw.rows
+    ]
+
+
+def test_changes_after_the_refresh_in_a_day_read_whole_count_at_once(history, clock):
+    # A whole UTC day inside the history: its daily rows exist, then it changes.
+    day = (history + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    assert DailyRollup.objects.filter(day=day.date()).exists()
+    message = make_message(sent_at=day + timedelta(hours=5, minutes=30), to=NUMBERS["GB"])
+    services.confirm(message, at=message.sent_at + timedelta(seconds=40))
+    old = HourlyRollup.objects.filter(hour__lt=day + timedelta(hours=3)).first()
+    for by in (None, "day", "country"):
+        assert [(r.key, counts(r.totals)) for r in conversion_report(by=by).rows] == [
+            (r.key, counts(r.totals)) for r in conversion_report(by=by, source="raw").rows
+        ]
+        assert counts(conversion_report(by=by).totals) == counts(
+            conversion_report(by=by, source="raw").totals
+        )
+    clock.advance(minutes=10)
+    assert rollups.refresh() == 1
+    # The day was added up again: hours of it not changed are still counted once.
+    assert HourlyRollup.objects.filter(pk=old.pk).exists()
+    day_rows = DailyRollup.objects.filter(day=day.date())
+    hour_rows = HourlyRollup.objects.filter(hour__gte=day, hour__lt=day + timedelta(days=1))
+    assert day_rows.aggregate(n=Sum("attempted")) == hour_rows.aggregate(n=Sum("attempted"))
+    assert counts(conversion_report().totals) == counts(conversion_report(source="raw").totals)
+
+
+def test_days_of_another_time_zone_do_not_use_daily_rollups(history, clock):
+    filters = ReportFilters(sent_after=history + timedelta(hours=2), sent_before=clock.now)
+    with timezone.override("America/New_York"):
+        raw = conversion_report(filters, "day", source="raw")
+        with CaptureQueriesContext(connection) as queries:
+            rolled = conversion_report(filters, "day", source="rollups")
+        assert not reads_daily(queries.captured_queries)
+        assert [(row.key, counts(row.totals)) for row in rolled.rows] == [
+            (row.key, counts(row.totals)) for row in raw.rows
+        ]
+        # Other breakdowns still read whole (UTC) days.
+        with CaptureQueriesContext(connection) as queries:
+            by_country = conversion_report(filters, "country", source="rollups")
+        assert reads_daily(queries.captured_queries)
+        assert counts(by_country.totals) == counts(raw.totals)
+
+
+@pytest.mark.parametrize("time", ["day", HOUR])
+def test_several_reports_read_together_give_the_numbers_of_each(history, clock, time):
+    filters = ReportFilters(sent_after=history + timedelta(minutes=40), sent_before=clock.now)
+    groupings = [time, "country", "provider", "purpose", "sender", "channel"]
+    with CaptureQueriesContext(connection) as queries:
+        together = conversion_reports(filters, groupings)
+    assert len(queries.captured_queries) == 2  # the rollup state, then one grouped read
+    for by in groupings:
+        alone = conversion_report(filters, by)
+        assert together.reports[by] == alone
+        raw = conversion_report(filters, by, source="raw")
+        assert [(row.key, counts(row.totals)) for row in alone.rows] == [
+            (row.key, counts(row.totals)) for row in raw.rows
+        ]
+    assert together.histogram == confirm_time_histogram(filters)
+    assert together.histogram == confirm_time_histogram(filters, source="raw")
+
+
+def test_several_reports_from_the_messages_when_the_rollups_cannot_answer(history):
+    filters = ReportFilters(feedback="confirmed")
+    together = conversion_reports(filters, [None, "country"])
+    assert together.reports["country"] == conversion_report(filters, "country")
+    assert together.totals == conversion_report(filters).totals

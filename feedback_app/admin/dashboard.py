@@ -1,8 +1,10 @@
 """The conversion dashboard in the admin: tiles, charts, breakdowns, alerts and CSV downloads.
 
 Every number comes from ``reports`` (and ``alerts``, built on it); this module only picks the
-filters from the query string and draws. Charts are inline SVG drawn here, so the page works
-offline and each chart has a text alternative (a title, a description and the tables).
+filters from the query string and draws. The page reads the rollups three times: once for its
+tiles, charts and tables (``conversion_reports``), twice for the alerts. Charts are inline SVG
+drawn here, so the page works offline and each chart has a text alternative (a title, a
+description and the tables).
 """
 
 from __future__ import annotations
@@ -31,8 +33,8 @@ from ..reports import (
     ReportFilters,
     ReportRow,
     Totals,
-    confirm_time_histogram,
     conversion_report,
+    conversion_reports,
 )
 from ..states import Channel
 
@@ -400,8 +402,10 @@ class ConversionDashboardAdmin(admin.ModelAdmin):
         form = DashboardForm(request.GET or None)
         filters, span = form.report_filters(now)
         hourly = span <= HOURLY_UP_TO
-        series = conversion_report(filters, HOUR if hourly else "day")
-        tables = {by: conversion_report(filters, by) for by in TABLES}
+        # The time series, every breakdown and the histogram: one read of the rollups.
+        reports = conversion_reports(filters, [HOUR if hourly else "day", *TABLES])
+        series = reports.reports[HOUR if hourly else "day"]
+        tables = {by: reports.reports[by] for by in TABLES}
         csv_url = reverse("admin:feedback_app_conversiondashboard_csv", args=["country"])
         context = {
             **self.admin_site.each_context(request),
@@ -414,7 +418,7 @@ class ConversionDashboardAdmin(admin.ModelAdmin):
             "totals": series.totals,
             "series_chart": series_chart(_filled(series.rows, filters, now, hourly), hourly),
             "country_chart": country_chart(tables["country"].rows, request),
-            "histogram_chart": histogram_chart(confirm_time_histogram(filters)),
+            "histogram_chart": histogram_chart(reports.histogram),
             "tables": [
                 {
                     "by": by,
