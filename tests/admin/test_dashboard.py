@@ -10,11 +10,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.contrib.auth.models import Permission
 from django.core.management import call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from rest_framework.test import APIClient
 
 from feedback_app import rollups, services
 from feedback_app.alerts import conversion_alerts
+from feedback_app.reports import ReportFilters, conversion_report
 from feedback_app.states import Delivery
 
 from ..factories import NUMBERS, make_message
@@ -173,3 +176,38 @@ def test_an_alert_names_a_country_whose_conversion_dropped(clock, settings):
     assert alert.drop == pytest.approx(1 - (2 / 12) / 0.75)
     settings.FEEDBACK_APP = {**settings.FEEDBACK_APP, "ALERTS": {"MIN_VOLUME": 13, "DROP": 0.3}}
     assert [a for a in conversion_alerts(now=now) if a.dimension == "country"] == []
+
+
+def test_the_page_reads_the_rollups_once_for_its_numbers_and_twice_for_alerts(
+    report_client, history
+):
+    with CaptureQueriesContext(connection) as queries:
+        response = report_client.get(reverse(DASHBOARD), RANGE)
+    assert response.status_code == 200
+    rollup_reads = [
+        query["sql"]
+        for query in queries.captured_queries
+        if "_hourlyrollup" in query["sql"] or "_dailyrollup" in query["sql"]
+    ]
+    assert len(rollup_reads) == 3
+    # Session, user, permissions and the rollup state besides: a handful, not one per table.
+    assert len(queries.captured_queries) <= 12
+
+
+def test_the_daily_path_agrees_with_the_messages_on_the_page(report_client, history, clock):
+    # A change after the refresh in a day otherwise read whole from the daily rollups.
+    message = make_message(sent_at=START + timedelta(days=1, hours=5), to=NUMBERS["GB"])
+    services.confirm(message, at=message.sent_at + timedelta(seconds=30))
+    page = report_client.get(reverse(DASHBOARD), RANGE).context
+    raw = conversion_report(
+        ReportFilters(
+            sent_after=datetime(2025, 4, 1, tzinfo=UTC),
+            sent_before=datetime(2025, 4, 4, tzinfo=UTC),
+        ),
+        "country",
+        source="raw",
+    )
+    assert page["totals"].attempted == raw.totals.attempted == 15
+    assert page["totals"].confirmed == raw.totals.confirmed == 7
+    by_country = {row["row"].key: row["row"].totals.confirmed for row in page["tables"][0]["rows"]}
+    assert by_country == {row.key: row.totals.confirmed for row in raw.rows}
