@@ -97,7 +97,7 @@ def main() -> int:
     from django.utils import timezone
 
     from feedback_app import demo, rollups
-    from feedback_app.models import HourlyRollup, Message
+    from feedback_app.models import DailyRollup, HourlyRollup, Message
     from feedback_app.reports import ReportFilters, conversion_report
 
     setup_test_environment()  # the test client needs ALLOWED_HOSTS to accept "testserver"
@@ -141,6 +141,7 @@ def main() -> int:
         result = {
             "messages": Message.objects.count(),
             "rollup_rows": HourlyRollup.objects.count(),
+            "daily_rollup_rows": DailyRollup.objects.count(),
             "seed_seconds": seeded,
             "full_refresh_seconds": round(refreshed, 2),
             "dashboard_ms": round(timed(get_dashboard, args.runs) * 1000, 1),

@@ -710,7 +710,9 @@ def _grouped_sql(parts: list[_Part], groupings: list[str | None]) -> tuple[str, 
             sql, part_params = part.queryset.query.get_compiler(connection=connection).as_sql()
         except EmptyResultSet:
             continue  # a part that can hold no row (e.g. no hour changed)
-        columns = ", ".join(f"{quote(part.columns[name])} AS {quote(name)}" for name in uniform)
+        columns = ", ".join(
+            f"{_as_count(quote(part.columns[name]), name)} AS {quote(name)}" for name in uniform
+        )
         selects.append(f"SELECT {columns} FROM ({sql}) {quote(f'part_{index}')}")  # noqa: S608
         params += part_params
     if not selects:
@@ -744,6 +746,14 @@ def _grouped_sql(parts: list[_Part], groupings: list[str | None]) -> tuple[str, 
         group = f" GROUP BY {quote(f'key_{by}')}" if by is not None else ""
         selects.append(f"SELECT {columns}, {sums} FROM {quote('parts')}{group}")  # noqa: S608
     return f"WITH {quote('parts')} AS ({rows}) {' UNION ALL '.join(selects)}", params
+
+
+def _as_count(column: str, name: str) -> str:
+    """A counter of one part row as an integer: PostgreSQL sums integers into a bigint, but
+    bigints (``COUNT``) into a numeric, several times slower to add up."""
+    if name in _ROLLUP_COLUMNS and connection.vendor == "postgresql":
+        return f"CAST({column} AS integer)"
+    return column
 
 
 def _key_value(by: str, value: Any) -> Any:
