@@ -662,13 +662,21 @@ def _rollup_parts(
             else:
                 hourly = hourly.filter(~covered | in_hour_ranges(changed_days, "hour"))
     parts.append(_rollup_part(hourly, keys, "hour"))
-    from_messages = in_hour_ranges(plan.changed, "sent_at")
+    # The messages of the edges and of the changed hours: ranges clipped to the report's,
+    # without the report's range around them, so the index on sent_at reads only those.
+    lower, upper = filters.sent_after, filters.sent_before
+    ranges = [
+        (max(start, lower) if lower else start, min(end, upper) if upper else end)
+        for start, end in plan.changed
+    ]
     if plan.first is not None:
-        from_messages |= Q(sent_at__lt=plan.first)
+        ranges.append((lower, plan.first))
     if plan.last is not None:
-        from_messages |= Q(sent_at__gte=plan.last)
-    if plan.changed or plan.first is not None or plan.last is not None:
-        parts.append(_messages_part(messages.filter(from_messages), keys))
+        ranges.append((plan.last, upper))
+    ranges = [(start, end) for start, end in ranges if start < end]
+    if ranges:
+        edges = replace(filters, sent_after=None, sent_before=None).apply(Message.objects.all())
+        parts.append(_messages_part(edges.filter(in_hour_ranges(ranges, "sent_at")), keys))
     return parts
 
 
