@@ -48,9 +48,9 @@ lint: $(VENV)/.installed
 
 # Benchmarks against baselines measured in the same run, on PostgreSQL (docs/benchmarks.md).
 # Each creates and drops its own database on the DATABASE_URL server, prints a table and writes
-# build/bench/<name>.json; provider_reporting also needs REDIS_URL. QUICK=1: smaller sizes.
+# build/bench/<name>.json. QUICK=1: smaller sizes.
 QUICK ?=
-BENCHMARKS := confirm_path http_confirm expiry provider_reporting ingest \
+BENCHMARKS := confirm_path http_confirm expiry ingest \
 	$(if $(wildcard bench/dashboard.py),dashboard)
 bench: $(VENV)/.installed
 	@case "$$DATABASE_URL" in postgres://*|postgresql://*) ;; \

@@ -228,12 +228,9 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "django": django.get_version(),
     }
-    with contextlib.suppress(Exception):
-        from django.db import connection
-
-        with connection.cursor() as cursor:
-            cursor.execute("SHOW server_version")
-            info["postgresql"] = cursor.fetchone()[0]
+    # The server itself: the benchmark's own database is gone by the time the report is written.
+    with contextlib.suppress(Exception), _admin_connection(base_database_url()) as admin:
+        info["postgresql"] = admin.execute("SHOW server_version").fetchone()[0]
     return info
 
 
