@@ -645,13 +645,20 @@ def _rollup_parts(
         hourly = hourly.exclude(in_hour_ranges(plan.changed, "hour"))
     # Daily rows give days only where they are UTC days, and never hours.
     if HOUR not in keys and ("day" not in keys or _utc_days()):
-        first_day = plan.first and floor_day(plan.first - timedelta(microseconds=1))
-        first_day = first_day and first_day + timedelta(days=1)
-        last_day = plan.last and floor_day(plan.last)
+        # The whole UTC days of the range: [first_day, last_day), None for unbounded.
+        first_day = last_day = None
+        if plan.first is not None:
+            first_day = floor_day(plan.first - timedelta(microseconds=1)) + timedelta(days=1)
+        if plan.last is not None:
+            last_day = floor_day(plan.last)
         if first_day is None or last_day is None or first_day < last_day:
             changed_days = day_ranges(plan.changed)
             daily = DailyRollup.objects.filter(
-                _bounds("day", first_day and first_day.date(), last_day and last_day.date()),
+                _bounds(
+                    "day",
+                    first_day.date() if first_day else None,
+                    last_day.date() if last_day else None,
+                ),
                 **dimensions,
             ).exclude(day__in=_days_of(changed_days))
             parts.append(_rollup_part(daily, keys, "day"))
