@@ -27,7 +27,9 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
     # A file, not the in-memory default: shared-cache memory databases lock per table and fail
     # at once instead of waiting, so concurrency tests would not see what a deployment sees.
-    _test_name = str(BASE_DIR / "build" / f"test-db-{os.getpid()}.sqlite3")  # noqa: F405
+    _build = BASE_DIR / "build"  # noqa: F405
+    _build.mkdir(exist_ok=True)  # a fresh clone has none
+    _test_name = str(_build / f"test-db-{os.getpid()}.sqlite3")
 else:
     _test_name = f"test_{DATABASES['default']['NAME']}_{os.getpid()}"  # noqa: F405
 DATABASES["default"]["TEST"] = {"NAME": _test_name}  # noqa: F405
