@@ -57,6 +57,9 @@ def parse_recipient(to: object, channel: str, field: str = "to") -> Recipient:
     if not isinstance(to, str) or not to.strip():
         raise field_error(field, _("Enter a recipient address."), "invalid")
     to = to.strip()
+    if "\x00" in to:
+        # PostgreSQL refuses NUL in text, and the masked form keeps the last characters.
+        raise field_error(field, _("NUL characters are not allowed."), "null_characters")
     if channel not in PHONE_CHANNELS:
         if len(to) > 1024:
             raise field_error(field, _("The address is too long."), "max_length")
@@ -79,5 +82,15 @@ def parse_recipient(to: object, channel: str, field: str = "to") -> Recipient:
         address=e164,
         hash=recipient_hash(e164),
         masked=mask(e164),
-        country=phonenumbers.region_code_for_number(number) or "",
+        country=_country(number),
     )
+
+
+def _country(number: phonenumbers.PhoneNumber) -> str:
+    """The ISO 3166 code of the number's country; "" when it has none.
+
+    Non-geographic numbers (+800 freephone, +870 Inmarsat, +881/+882 satellite and
+    international networks) belong to phonenumbers' region "001", which is no country.
+    """
+    region = phonenumbers.region_code_for_number(number) or ""
+    return region if len(region) == 2 and region.isalpha() else ""

@@ -7,6 +7,7 @@ outbox row of the provider call it causes. Signals go out after commit.
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from datetime import datetime, timedelta
@@ -14,6 +15,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.dispatch import Signal
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -23,7 +25,7 @@ from .errors import field_error
 from .expiry import expire_batch
 from .models import Message, MessageEvent
 from .providers.base import get_provider, provider_keys
-from .recipients import parse_recipient
+from .recipients import Recipient, parse_recipient
 from .states import (
     DELIVERY_RANK,
     LATE_FROM,
@@ -39,9 +41,31 @@ logger = logging.getLogger(__name__)
 
 MessageRef = Message | uuid.UUID | str
 
+_SIGNAL_NAMES: dict[Signal, str] = {
+    signals.message_tracked: "message_tracked",
+    signals.feedback_changed: "feedback_changed",
+    signals.delivery_changed: "delivery_changed",
+}
 
-def _on_commit_send(signal: Any, **kwargs: Any) -> None:
-    transaction.on_commit(lambda: signal.send(sender=Message, **kwargs))
+
+def _send_robust(signal: Signal, **kwargs: Any) -> None:
+    """Send ``signal``; a receiver that raises is logged, never turned into the caller's error.
+
+    The change it announces is already committed: an exception here would tell the caller it
+    failed (and a retry would find nothing to do), and would skip the work queued after it.
+    """
+    for receiver, result in signal.send_robust(sender=Message, **kwargs):
+        if isinstance(result, Exception):
+            logger.error(
+                "feedback_app: a %s receiver (%s) raised",
+                _SIGNAL_NAMES.get(signal, "signal"),
+                getattr(receiver, "__qualname__", repr(receiver)),
+                exc_info=(type(result), result, result.__traceback__),
+            )
+
+
+def _on_commit_send(signal: Signal, **kwargs: Any) -> None:
+    transaction.on_commit(lambda: _send_robust(signal, **kwargs))
 
 
 def _aware(value: object, field: str) -> datetime:
@@ -71,9 +95,9 @@ def _check_source(source: object) -> str:
 def _actor_name(actor: object) -> str:
     if actor is None:
         return ""
-    if hasattr(actor, "get_username"):
-        return actor.get_username()
-    return str(actor)[:150]
+    name = actor.get_username() if hasattr(actor, "get_username") else str(actor)
+    # PostgreSQL refuses NUL in text; the actor is free text from the caller.
+    return name.replace("\x00", "")[:150]
 
 
 def get_message(
@@ -101,6 +125,7 @@ def get_message(
         raise ValidationError(_("Give either a message or a provider and its message id."))
     if not isinstance(provider, str) or not isinstance(provider_message_id, str):
         raise ValidationError(_("provider and provider_message_id must be strings."))
+    _check_text("provider_message_id", provider_message_id, required=True)
     return Message.objects.get(provider=provider, provider_message_id=provider_message_id)
 
 
@@ -129,50 +154,23 @@ def track(
     sent_at = _aware(sent_at, "sent_at")
     if not isinstance(feedback_requested, bool):
         raise field_error("feedback_requested", _("Expected a boolean."))
-    if metadata is not None and not isinstance(metadata, dict):
-        raise field_error("metadata", _("Expected a JSON object."))
-    if not isinstance(provider_message_id, str) or not provider_message_id:
-        raise field_error("provider_message_id", _("Expected a non-empty string."))
-    if channel not in Channel.values:
-        raise field_error(
-            "channel", _("Unknown channel %(value)r.") % {"value": channel}, "invalid_choice"
-        )
+    _check_channel(channel)
     recipient = parse_recipient(to, channel)
-    message = Message(
-        id=message_id or uuid.uuid4(),
+    message = _new_message(
+        message_id=message_id or uuid.uuid4(),
         provider=provider,
         provider_message_id=provider_message_id,
+        recipient=recipient,
         channel=channel,
         purpose=purpose,
-        sender=sender or "",
-        recipient_hash=recipient.hash,
-        recipient_masked=recipient.masked,
-        country=recipient.country,
+        sender=sender,
+        sent_at=sent_at,
+        feedback_requested=feedback_requested,
+        metadata=metadata,
         delivery_status=delivery_status,
         provider_status=provider_status,
-        feedback_requested=feedback_requested,
-        sent_at=sent_at,
-        feedback_deadline=sent_at + timedelta(seconds=feedback_window(provider, str(purpose))),
-        metadata=metadata or {},
     )
-    # Field validation (lengths, slug, choices, JSON); uniqueness is left to the database.
-    message.full_clean(validate_unique=False, validate_constraints=False)
-    try:
-        with transaction.atomic():
-            message.save(force_insert=True)
-            MessageEvent.objects.create(
-                message=message,
-                kind=EventKind.DELIVERY,
-                to_value=delivery_status,
-                source=source,
-                created_at=timezone.now(),
-                detail={"provider_status": provider_status} if provider_status else {},
-            )
-            _on_commit_send(signals.message_tracked, message=message)
-    except IntegrityError as exc:
-        raise field_error(
-            "provider_message_id", _("This provider message id is already tracked."), "duplicate"
-        ) from exc
+    _insert(message, source)
     return message
 
 
@@ -191,42 +189,185 @@ def send(
 ) -> Message:
     """Send ``body`` through the provider with feedback enabled and track the result.
 
-    The body goes to the provider and nowhere else. Provider errors (``RetryableError``,
+    The body goes to the provider and nowhere else. Every argument is validated before the
+    provider is called, so bad input sends nothing. Provider errors (``RetryableError``,
     ``PermanentError``) reach the caller and nothing is written. Choose ``message_id`` yourself
     to put ``confirmation_token(message_id)`` in the body (a link that confirms the message).
     """
     _check_provider(provider)
-    if channel not in Channel.values:
-        raise field_error(
-            "channel", _("Unknown channel %(value)r.") % {"value": channel}, "invalid_choice"
-        )
+    _check_source(source)
+    _check_channel(channel)
     if not isinstance(body, str) or not body:
         raise field_error("body", _("Expected a non-empty string."))
     if message_id is not None and not isinstance(message_id, uuid.UUID):
         raise field_error("message_id", _("Expected a UUID."))
     recipient = parse_recipient(to, channel)
-    message_id = message_id or uuid.uuid4()
+    # The whole row as it will be written, checked now: the provider's answer fills in the rest.
+    message = _new_message(
+        message_id=message_id or uuid.uuid4(),
+        provider=provider,
+        provider_message_id=_PLACEHOLDER_ID,
+        recipient=recipient,
+        channel=channel,
+        purpose=purpose,
+        sender=sender,
+        sent_at=timezone.now(),
+        feedback_requested=True,
+        metadata=metadata,
+        delivery_status=Delivery.QUEUED,
+        provider_status="",
+    )
+    if Message.objects.filter(pk=message.pk).exists():
+        raise field_error("message_id", _("A message with this id already exists."), "duplicate")
     result = get_provider(provider).send(
         to=recipient.address,
         body=body,
         sender=sender,
         channel=channel,
-        message_id=str(message_id),
+        message_id=str(message.pk),
         **options,
     )
-    return track(
+    # What the provider answered is checked as well; an error here is the backend's bug.
+    message = _new_message(
+        message_id=message.pk,
         provider=provider,
         provider_message_id=result.provider_message_id,
-        to=recipient.address,
-        purpose=purpose,
+        recipient=recipient,
         channel=channel,
+        purpose=message.purpose,
         sender=result.sender or sender or "",
-        metadata={**(metadata or {}), **result.metadata},
+        sent_at=timezone.now(),
+        feedback_requested=True,
+        metadata={**message.metadata, **result.metadata},
         delivery_status=result.delivery_status,
         provider_status=result.provider_status,
-        message_id=message_id,
-        source=source,
     )
+    _insert(message, source)
+    return message
+
+
+#: Stands in for the provider's id while send() validates the row before the provider is called.
+_PLACEHOLDER_ID = "placeholder"
+
+
+def _check_channel(channel: object) -> None:
+    if channel not in Channel.values:
+        raise field_error(
+            "channel", _("Unknown channel %(value)r.") % {"value": channel}, "invalid_choice"
+        )
+
+
+def _check_text(field: str, value: object, *, required: bool = False) -> str:
+    """A string without NUL characters (PostgreSQL refuses them in text columns)."""
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str) or (required and not value):
+        expected = _("Expected a non-empty string.") if required else _("Expected a string.")
+        raise field_error(field, expected)
+    if "\x00" in value:
+        raise field_error(field, _("NUL characters are not allowed."), "null_characters")
+    return value
+
+
+def _check_json(field: str, value: object) -> dict[str, Any]:
+    """A JSON object every database stores: no NaN or infinity, no NUL in keys or strings."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise field_error(field, _("Expected a JSON object."))
+    try:
+        # allow_nan=False: PostgreSQL's jsonb and SQLite's json_valid() refuse NaN and Infinity.
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise field_error(
+            field, _("Not valid JSON (%(error)s).") % {"error": str(exc)[:100]}, "invalid"
+        ) from exc
+    stack: list[object] = [value]
+    while stack:  # no cycles: json.dumps refused them
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+        elif isinstance(item, str) and "\x00" in item:
+            raise field_error(field, _("NUL characters are not allowed."), "null_characters")
+    return value
+
+
+def _new_message(
+    *,
+    message_id: uuid.UUID,
+    provider: str,
+    provider_message_id: object,
+    recipient: Recipient,
+    channel: str,
+    purpose: object,
+    sender: object,
+    sent_at: datetime,
+    feedback_requested: bool,
+    metadata: object,
+    delivery_status: object,
+    provider_status: object,
+) -> Message:
+    """The unsaved row, every field validated; raises ``ValidationError`` naming the field."""
+    provider_message_id = _check_text("provider_message_id", provider_message_id, required=True)
+    purpose = _check_text("purpose", purpose, required=True)
+    sender = _check_text("sender", sender)
+    provider_status = _check_text("provider_status", provider_status)
+    metadata = _check_json("metadata", metadata)
+    message = Message(
+        id=message_id,
+        provider=provider,
+        provider_message_id=provider_message_id,
+        channel=channel,
+        purpose=purpose,
+        sender=sender,
+        recipient_hash=recipient.hash,
+        recipient_masked=recipient.masked,
+        country=recipient.country,
+        delivery_status=delivery_status,
+        provider_status=provider_status,
+        feedback_requested=feedback_requested,
+        sent_at=sent_at,
+        feedback_deadline=sent_at + timedelta(seconds=feedback_window(provider, purpose)),
+        metadata=metadata,
+    )
+    # Field validation (lengths, slug, choices, JSON); uniqueness is left to the database.
+    message.full_clean(validate_unique=False, validate_constraints=False)
+    return message
+
+
+def _insert(message: Message, source: str) -> None:
+    try:
+        with transaction.atomic():
+            message.save(force_insert=True)
+            MessageEvent.objects.create(
+                message=message,
+                kind=EventKind.DELIVERY,
+                to_value=message.delivery_status,
+                source=source,
+                created_at=timezone.now(),
+                detail={"provider_status": message.provider_status}
+                if message.provider_status
+                else {},
+            )
+            _on_commit_send(signals.message_tracked, message=message)
+    except IntegrityError as exc:
+        # Only the unique constraints are duplicates; any other integrity error is a bug to see.
+        if Message.objects.filter(
+            provider=message.provider, provider_message_id=message.provider_message_id
+        ).exists():
+            raise field_error(
+                "provider_message_id",
+                _("This provider message id is already tracked."),
+                "duplicate",
+            ) from exc
+        if Message.objects.filter(pk=message.pk).exists():
+            raise field_error(
+                "message_id", _("A message with this id already exists."), "duplicate"
+            ) from exc
+        raise
 
 
 def _change_feedback(
@@ -400,27 +541,28 @@ def expire_overdue(now: datetime | None = None) -> int:
     while True:
         with transaction.atomic():
             count, call_ids, message_ids = expire_batch(now)
-            if message_ids:
-                _send_expired_signals(message_ids)
+            # The enqueue first, and both robust: whatever a signal receiver does, the calls
+            # are handed to the queue and the next batch runs.
             if call_ids:
-                transaction.on_commit(lambda ids=call_ids: outbox.enqueue(ids))
+                transaction.on_commit(lambda ids=call_ids: outbox.enqueue(ids), robust=True)
+            if message_ids:
+                transaction.on_commit(
+                    lambda ids=message_ids: _send_expired_signals(ids), robust=True
+                )
         total += count
         if count < app_settings.EXPIRE_BATCH:
             return total
 
 
 def _send_expired_signals(message_ids: list[uuid.UUID]) -> None:
-    def send_all() -> None:
-        for message in Message.objects.filter(pk__in=message_ids).iterator():
-            signals.feedback_changed.send(
-                sender=Message,
-                message=message,
-                old=Feedback.PENDING,
-                new=Feedback.EXPIRED,
-                source=Source.SWEEP,
-            )
-
-    transaction.on_commit(send_all)
+    for message in Message.objects.filter(pk__in=message_ids).iterator():
+        _send_robust(
+            signals.feedback_changed,
+            message=message,
+            old=Feedback.PENDING,
+            new=Feedback.EXPIRED,
+            source=Source.SWEEP,
+        )
 
 
 __all__: list[str] = [

@@ -35,7 +35,10 @@ def test_track_sets_deadline_from_the_window_for_provider_and_purpose():
 
 def test_public_api_is_importable_from_the_package():
     assert feedback_app.confirm is services.confirm
+    assert feedback_app.fail is services.fail
+    assert feedback_app.send is services.send
     assert feedback_app.track is services.track
+    assert set(feedback_app.__all__) >= {"confirm", "fail", "send", "track"}
 
 
 @pytest.mark.parametrize(
@@ -85,6 +88,62 @@ def test_send_with_an_invalid_number_calls_no_provider():
         services.send(provider="locmem", to="+1", body="code 1")
     assert not locmem.outbox
     assert Message.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"purpose": "not a slug!"}, "purpose"),
+        ({"purpose": None}, "purpose"),
+        ({"purpose": ""}, "purpose"),
+        ({"sender": "x" * 300}, "sender"),
+        ({"sender": ["+12015550100"]}, "sender"),
+        ({"sender": "OTP\x00"}, "sender"),
+        ({"source": "pigeon"}, "source"),
+        ({"metadata": ["a"]}, "metadata"),
+        ({"metadata": "abc"}, "metadata"),
+        ({"metadata": {"at": timezone.now()}}, "metadata"),
+        ({"metadata": {"score": float("nan")}}, "metadata"),
+        ({"metadata": {"flow": "a\x00b"}}, "metadata"),
+        ({"channel": "pigeon"}, "channel"),
+        ({"body": ""}, "body"),
+        ({"message_id": "not-a-uuid"}, "message_id"),
+    ],
+)
+def test_send_validates_everything_before_calling_the_provider(overrides, field):
+    fields = {"provider": "locmem", "to": NUMBERS["US"], "body": "Your code is 123456"}
+    with pytest.raises(ValidationError) as excinfo:
+        services.send(**{**fields, **overrides})
+    assert field in excinfo.value.message_dict
+    assert not locmem.outbox
+    assert Message.objects.count() == 0
+    assert MessageEvent.objects.count() == 0
+
+
+def test_send_with_a_message_id_already_taken_sends_nothing():
+    taken = make_message()
+    with pytest.raises(ValidationError) as excinfo:
+        services.send(provider="locmem", to=NUMBERS["US"], body="code 1", message_id=taken.pk)
+    assert excinfo.value.error_dict["message_id"][0].code == "duplicate"
+    assert not locmem.outbox
+    assert Message.objects.count() == 1
+
+
+@pytest.mark.parametrize("number", ["+80012345678", "+8823421234", "+870301234567"])
+def test_a_non_geographic_number_is_tracked_with_no_country(number):
+    # phonenumbers puts them in region "001", which is no ISO country code.
+    message = make_message(to=number)
+    assert message.country == ""
+    assert message.recipient_masked.startswith("+8")
+    assert number not in str(Message.objects.filter(pk=message.pk).values().get())
+
+
+@pytest.mark.parametrize("number", ["+80012345678", "+8823421234"])
+def test_a_non_geographic_number_can_be_sent_to(number):
+    message = services.send(provider="locmem", to=number, body="code 1")
+    assert locmem.outbox[-1]["to"] == number
+    message.refresh_from_db()
+    assert message.country == ""
 
 
 def test_send_error_from_the_provider_writes_nothing():
