@@ -3,6 +3,7 @@ arguments, never for a change that was rolled back or refused."""
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from datetime import timedelta
 
@@ -10,8 +11,8 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from feedback_app import services, signals
-from feedback_app.models import Message
+from feedback_app import outbox, services, signals
+from feedback_app.models import Message, ProviderCall
 from feedback_app.states import Delivery, Feedback, Source
 
 from .factories import make_message
@@ -201,3 +202,68 @@ def test_receivers_run_at_the_real_commit_and_see_the_new_state(received):
     # The message a receiver gets is in the state the signal announces.
     assert feedback["seen"]["feedback"] == feedback["new"] == Feedback.CONFIRMED
     assert delivery["seen"]["delivery"] == delivery["new"] == Delivery.SENT
+
+
+@pytest.fixture
+def broken_receiver():
+    """A receiver of every signal that raises, as a host project's bug would."""
+
+    def receiver(sender, **kwargs):
+        raise RuntimeError("receiver bug")
+
+    for signal in SIGNALS.values():
+        signal.connect(receiver, weak=False)
+    yield receiver
+    for signal in SIGNALS.values():
+        signal.disconnect(receiver)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_raising_receiver_does_not_turn_a_committed_change_into_an_error(
+    broken_receiver, received, caplog, monkeypatch
+):
+    queued: list[int] = []
+    monkeypatch.setattr(outbox, "enqueue", lambda ids: queued.extend(ids) or len(ids))
+    message = make_message()
+    caplog.clear()
+    with caplog.at_level(logging.ERROR, logger="feedback_app.services"):
+        assert services.confirm(message) is True
+        assert services.record_delivery(message, Delivery.DELIVERED) is True
+    # Committed, reported once, and the other receivers still ran.
+    assert services.confirm(message) is False
+    message.refresh_from_db()
+    assert message.feedback == Feedback.CONFIRMED
+    assert queued == list(ProviderCall.objects.filter(message=message).values_list("pk", flat=True))
+    assert [name for name, _, _ in received] == [
+        "message_tracked",
+        "feedback_changed",
+        "delivery_changed",
+    ]
+    errors = [r for r in caplog.records if r.name == "feedback_app.services"]
+    assert len(errors) == 2
+    assert "feedback_changed" in errors[0].getMessage()
+    assert "delivery_changed" in errors[1].getMessage()
+    assert errors[0].exc_info and "receiver bug" in str(errors[0].exc_info[1])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_raising_receiver_neither_stops_expiry_nor_skips_the_enqueue(
+    broken_receiver, received, settings, caplog, monkeypatch
+):
+    settings.FEEDBACK_APP = {**settings.FEEDBACK_APP, "EXPIRE_BATCH": 2}
+    queued: list[int] = []
+    monkeypatch.setattr(outbox, "enqueue", lambda ids: queued.extend(ids) or len(ids))
+    now = timezone.now()
+    overdue = [make_message(sent_at=now - timedelta(hours=1)) for _ in range(5)]
+    caplog.clear()
+    with caplog.at_level(logging.ERROR, logger="feedback_app.services"):
+        assert services.expire_overdue(now=now) == 5
+    assert Message.objects.filter(feedback=Feedback.EXPIRED).count() == 5
+    # Every batch's report calls reached the queue.
+    calls = ProviderCall.objects.filter(message__in=overdue)
+    assert sorted(queued) == sorted(calls.values_list("pk", flat=True))
+    assert len(queued) == 5
+    # The other receivers got every expiry; the broken one was logged each time.
+    assert len(received.named("feedback_changed")) == 5
+    errors = [r for r in caplog.records if r.name == "feedback_app.services"]
+    assert len(errors) == 5
