@@ -23,7 +23,11 @@ from django.utils import timezone
 from feedback_app import services
 from feedback_app.models import Message
 from feedback_app.providers import PermanentError, locmem
+from feedback_app.providers import aws as aws_module
 from feedback_app.states import Channel, Delivery, Feedback
+from feedback_app.testing import FakeServer
+from feedback_app.testing.aws_sms_fake import AwsSmsFake
+from feedback_app.testing.chime_fake import ChimeFake
 
 from .factories import NUMBERS
 
@@ -191,3 +195,94 @@ def test_what_is_stored_of_the_recipient_is_the_hash_mask_and_country(case):
     assert message.country in {"US", "GB"}
     # The provider, and only the provider, got the clear number in E.164.
     assert locmem.outbox[-1]["to"] == CASES[case]["secrets"][0].removeprefix("whatsapp:")
+
+
+# The boto3 backends ----------------------------------------------------------------------------
+
+CHIME_APP = "arn:aws:chime:us-east-1:111122223333:app-instance/5e1f7c2a-9d3b-4a8e-b6c1-0f2d4e6a8b9c"
+CHIME_CHANNEL = f"{CHIME_APP}/channel/7d4e2b1c-3a5f-4e6d-8c9b-a1b2c3d4e5f6"
+
+
+@pytest.fixture
+def aws(settings, monkeypatch):
+    """``aws(key, server, **options)``: the boto3 backend ``key`` pointed at a local fake."""
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_MAX_ATTEMPTS", "AWS_RETRY_MODE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+    def configure(key: str, server: FakeServer, **options: object) -> None:
+        config = {
+            "ENDPOINT_URL": server.url,
+            "REGION": "us-east-1",
+            "ACCESS_KEY_ID": "AKIDPRIVACYTEST",
+            "SECRET_ACCESS_KEY": "privacy-test-secret",
+            "MAX_ATTEMPTS": 1,
+            **options,
+        }
+        settings.FEEDBACK_APP = {
+            **settings.FEEDBACK_APP,
+            "PROVIDERS": {**settings.FEEDBACK_APP["PROVIDERS"], key: config},
+        }
+
+    return configure
+
+
+def assert_request_logged_without(texts: list[str], secrets: list[str]) -> None:
+    # botocore's request log is on, and was redacted rather than dropped.
+    requests = [text for text in texts if "Making request for" in text]
+    assert requests, "botocore logged no request"
+    for secret in secrets:
+        leaks = [text for text in texts if secret in text]
+        assert not leaks, f"{secret!r} logged: {leaks[:3]}"
+    assert any(aws_module.REDACTED in text for text in requests)
+
+
+def test_aws_sms_logs_neither_the_body_nor_the_number(
+    aws, all_logs, django_capture_on_commit_callbacks
+):
+    fake = AwsSmsFake()
+    with FakeServer(fake) as server:
+        aws("aws_sms", server, CONFIGURATION_SET="otp-events")
+        with django_capture_on_commit_callbacks(execute=True):
+            message = services.send(provider="aws_sms", to=NUMBERS["US"], body=BODY)
+            assert services.confirm(message) is True
+    # The request itself was not redacted: the provider got the body and the number.
+    sent = fake.messages[message.provider_message_id]
+    assert (sent.body, sent.destination) == (BODY, NUMBERS["US"])
+    assert fake.feedback[message.provider_message_id] == ["RECEIVED"]
+    assert_request_logged_without(logged_texts(all_logs), [BODY, CODE, *CASES["sms"]["secrets"]])
+
+
+def test_chime_logs_no_message_content(aws, all_logs):
+    fake = ChimeFake()
+    with FakeServer(fake) as server:
+        aws("chime", server, CHIME_BEARER=f"{CHIME_APP}/bot/otp-bot")
+        message = services.send(provider="chime", channel=Channel.CHAT, to=CHIME_CHANNEL, body=BODY)
+    assert fake.messages[message.provider_message_id].content == BODY
+    assert_request_logged_without(logged_texts(all_logs), [BODY, CODE])
+
+
+def test_the_redaction_filter_leaves_the_request_itself_untouched():
+    request = {
+        "url_path": "/",
+        "body": json.dumps({"MessageBody": BODY, "DestinationPhoneNumber": NUMBERS["US"]}).encode(),
+        "headers": {"X-Amz-Target": "PinpointSMSVoiceV2.SendTextMessage"},
+    }
+    params = {"Content": BODY, "nested": [{"DestinationPhoneNumber": NUMBERS["US"]}]}
+    original = json.dumps([request["body"].decode(), params])
+    record = logging.LogRecord(
+        "botocore.endpoint", logging.DEBUG, __file__, 1, "request %s %s", (request, params), None
+    )
+    assert aws_module.RedactParametersFilter().filter(record) is True
+    text = record.getMessage()
+    assert BODY not in text and NUMBERS["US"] not in text
+    assert "PinpointSMSVoiceV2.SendTextMessage" in text
+    assert json.dumps([request["body"].decode(), params]) == original
+    # A body that is not JSON cannot be searched: it is dropped whole.
+    record = logging.LogRecord(
+        "botocore.endpoint", logging.DEBUG, __file__, 1, "%s", ({"body": f"x={BODY}"},), None
+    )
+    aws_module.RedactParametersFilter().filter(record)
+    assert BODY not in record.getMessage()

@@ -11,12 +11,23 @@ first included: 1 turns the SDK's own retries off).
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    CapacityNotAvailableError,
+    ClientError,
+    CredentialRetrievalError,
+    HTTPClientError,
+    MetadataRetrievalError,
+    NoCredentialsError,
+    TokenRetrievalError,
+)
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from .base import PermanentError, ProviderError, RetryableError
@@ -51,6 +62,83 @@ RETRYABLE_CODES: frozenset[str] = frozenset(
 )
 
 
+#: Request parameters that carry the message body (and so the code) or the clear number.
+SECRET_PARAMETERS: frozenset[str] = frozenset({"MessageBody", "Content", "DestinationPhoneNumber"})
+REDACTED = "***"
+
+#: botocore's loggers that write request parameters at DEBUG ("Making request for ... with
+#: params", event handlers); the filter also goes on every other botocore/boto3 logger.
+_PARAMETER_LOGGERS = ("botocore.endpoint", "botocore.hooks", "botocore.client", "botocore.auth")
+
+
+def _redact(value: Any, depth: int = 0) -> Any:
+    """A copy of ``value`` with the secret parameters' values replaced, at any depth.
+
+    A serialized request body (bytes or str of JSON) is parsed, redacted and serialized again;
+    a body that is not JSON is dropped whole, as it cannot be searched for them.
+    """
+    if depth > 20:
+        return value
+    if isinstance(value, Mapping):
+        redacted = {}
+        for key, item in value.items():
+            if key in SECRET_PARAMETERS:
+                redacted[key] = REDACTED
+            elif key == "body" and isinstance(item, bytes | str) and item:
+                redacted[key] = _redact_body(item)
+            else:
+                redacted[key] = _redact(item, depth + 1)
+        return redacted
+    if isinstance(value, list | tuple):
+        return type(value)(_redact(item, depth + 1) for item in value)
+    return value
+
+
+def _redact_body(body: bytes | str) -> bytes | str:
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return REDACTED
+    text = json.dumps(_redact(parsed))
+    return text.encode() if isinstance(body, bytes) else text
+
+
+class RedactParametersFilter(logging.Filter):
+    """Keeps message bodies and clear numbers out of botocore's DEBUG logs.
+
+    botocore logs every request's parameters and serialized body at DEBUG. The filter replaces
+    the record's arguments with redacted copies (the request itself is left untouched).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, Mapping):
+            record.args = _redact(record.args)
+        elif isinstance(record.args, tuple) and record.args:
+            record.args = tuple(_redact(arg) for arg in record.args)
+        return True
+
+
+_redact_filter = RedactParametersFilter()
+
+
+def install_log_redaction() -> None:
+    """Put the filter on botocore's and boto3's loggers (idempotent).
+
+    A logger's filters see only the records logged on it, not those of its children, so it
+    goes on each logger that exists once a client is built (its modules are loaded by then).
+    """
+    names = set(_PARAMETER_LOGGERS)
+    names.update(
+        name
+        for name in list(logging.root.manager.loggerDict)
+        if name.split(".")[0] in {"botocore", "boto3"}
+    )
+    for name in names:
+        logger = logging.getLogger(name)
+        if _redact_filter not in logger.filters:
+            logger.addFilter(_redact_filter)
+
+
 def make_client(service_name: str, config: Mapping[str, Any]) -> BaseClient:
     """A boto3 client for ``service_name`` configured from a provider's settings.
 
@@ -75,9 +163,11 @@ def make_client(service_name: str, config: Mapping[str, Any]) -> BaseClient:
         connect_timeout=config.get("CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT),
         read_timeout=config.get("READ_TIMEOUT", DEFAULT_READ_TIMEOUT),
     )
-    return session.client(
+    client = session.client(
         service_name, endpoint_url=config.get("ENDPOINT_URL") or None, config=client_config
     )
+    install_log_redaction()
+    return client
 
 
 def error_from_client_error(
@@ -103,6 +193,24 @@ def error_from_client_error(
     return PermanentError(message, code=code)
 
 
+#: botocore errors that waiting may cure: the network, and getting credentials. The default
+#: chain raises ``NoCredentialsError`` when the instance-metadata service timed out (it finds no
+#: credentials), ``CredentialRetrievalError`` / ``MetadataRetrievalError`` when the container or
+#: instance endpoint failed, ``TokenRetrievalError`` when the SSO token service did;
+#: ``CapacityNotAvailableError`` is the SDK's own retry quota running out. A chain with nothing
+#: configured also raises ``NoCredentialsError``: retried until the outbox gives up, and
+#: ``manage.py check`` cannot see it either way.
+TRANSIENT_ERRORS: tuple[type[BotoCoreError], ...] = (
+    BotoConnectionError,
+    HTTPClientError,
+    NoCredentialsError,
+    CredentialRetrievalError,
+    MetadataRetrievalError,
+    TokenRetrievalError,
+    CapacityNotAvailableError,
+)
+
+
 def classify_error(
     exc: Exception,
     retryable_codes: frozenset[str] = RETRYABLE_CODES,
@@ -112,14 +220,17 @@ def classify_error(
 
     AWS error responses go through ``error_from_client_error``. Connection failures and
     timeouts (``EndpointConnectionError``, ``ConnectTimeoutError``, ``ReadTimeoutError``,
-    ``ConnectionClosedError``) are retryable. Other botocore errors (``ParamValidationError``,
-    ``NoCredentialsError``, ``NoRegionError``) are permanent: a bad request or configuration
-    does not heal by waiting. Anything else is a bug, not a provider error, and is re-raised.
+    ``ConnectionClosedError``) are retryable, and so are failures to get credentials
+    (``TRANSIENT_ERRORS``): an instance-metadata or container credential endpoint that is briefly
+    unreachable must not fail a report for good. Other botocore errors
+    (``ParamValidationError``, ``NoRegionError``, ``PartialCredentialsError``) are permanent: a
+    bad request or configuration does not heal by waiting. Anything else is a bug, not a
+    provider error, and is re-raised.
     """
     if isinstance(exc, ClientError):
         return error_from_client_error(exc, retryable_codes, permanent_codes)
     code = type(exc).__name__
-    if isinstance(exc, BotoConnectionError | HTTPClientError):
+    if isinstance(exc, TRANSIENT_ERRORS):
         return RetryableError(str(exc), code=code)
     if isinstance(exc, BotoCoreError):
         return PermanentError(str(exc), code=code)
