@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.db import connections
 from django.test import Client
 from django.urls import reverse
 
@@ -42,6 +43,10 @@ def page(monkeypatch):
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 1600})
         yield page
+        # The test's ORM calls ran while Playwright's event loop was current, so Django kept
+        # their connection per context, not per thread: the database teardown would not close
+        # it, and PostgreSQL would refuse to drop a database still "accessed by other users".
+        connections.close_all()
         browser.close()
 
 
