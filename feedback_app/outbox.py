@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import Any
 
-from django.db import transaction
-from django.db.models import F, Q
+from django.core.signals import setting_changed
+from django.db import connection, transaction
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from .conf import app_settings
@@ -24,6 +27,10 @@ from .states import CallState, Operation
 logger = logging.getLogger(__name__)
 
 OPEN_STATES = (CallState.PENDING, CallState.IN_FLIGHT)
+
+#: Seconds a call waits when an older call of its message is still being delivered; the sweep
+#: then takes it (after SWEEP_GRACE when it was never attempted).
+WAIT_FOR_OLDER = 5
 
 
 def add_report(message: Message, outcome: str, now: datetime) -> ProviderCall | None:
@@ -55,19 +62,61 @@ def add_report(message: Message, outcome: str, now: datetime) -> ProviderCall | 
     return call
 
 
+#: One django-q2 broker per queue name for this process: a Redis broker is a connection pool,
+#: too costly to build per confirmation. Safe across fork (redis-py pools reconnect in a child).
+_brokers: dict[str | None, Any] = {}
+_brokers_lock = threading.Lock()
+
+
+def get_broker() -> Any:
+    """The process's broker for FEEDBACK_APP["QUEUE"], built on first use."""
+    queue = app_settings.QUEUE
+    with _brokers_lock:
+        broker = _brokers.get(queue)
+        if broker is None:
+            from django_q.brokers import get_broker as build_broker
+
+            broker = _brokers[queue] = build_broker(queue)
+        return broker
+
+
+def forget_brokers(**kwargs: Any) -> None:
+    """Drop the cached brokers; the next enqueue connects afresh."""
+    with _brokers_lock:
+        _brokers.clear()
+
+
+def _forget_broker(broker: Any) -> None:
+    with _brokers_lock:
+        for queue, cached in list(_brokers.items()):
+            if cached is broker:
+                del _brokers[queue]
+
+
+def _settings_changed(*, setting: str, **kwargs: Any) -> None:
+    if setting in ("FEEDBACK_APP", "Q_CLUSTER"):
+        forget_brokers()
+
+
+setting_changed.connect(_settings_changed)
+
+
 def enqueue(call_ids: Iterable[int]) -> int:
     """Hand calls to django-q2. A failure here only delays them until the next sweep."""
-    from django_q.brokers import get_broker
     from django_q.tasks import async_task
 
     count = 0
+    broker = None
     try:
-        broker = get_broker(app_settings.QUEUE)
+        broker = get_broker()
         for call_id in call_ids:
             async_task("feedback_app.tasks.deliver_call", call_id, broker=broker)
             count += 1
     except Exception:  # broker down: the outbox rows stay for the sweep
         logger.warning("feedback_app: could not enqueue provider calls", exc_info=True)
+        # Build it again next time, so a broker that was down (or is broken) reconnects.
+        if broker is not None:
+            _forget_broker(broker)
     return count
 
 
@@ -79,17 +128,38 @@ def backoff(attempts: int) -> timedelta:
 
 
 def claim(call_id: int, now: datetime | None = None) -> ProviderCall | None:
-    """Take the call for this worker, or None when it is not due or another worker holds it."""
+    """Take the call for this worker, or None when it is not due or another worker holds it.
+
+    Calls of one message are delivered one at a time, oldest first: while an older call of the
+    same message is in flight under a live claim, this one is not taken (the provider would
+    get the newer outcome first, and AWS keeps the last one written) but put back a little,
+    for the sweep. Both are single conditional UPDATEs, so the check cannot go stale.
+    """
     now = now or timezone.now()
     due = Q(state=CallState.PENDING, next_attempt_at__lte=now) | Q(
         state=CallState.IN_FLIGHT, locked_until__lt=now
     )
-    claimed = ProviderCall.objects.filter(due, pk=call_id).update(
-        state=CallState.IN_FLIGHT,
-        attempts=F("attempts") + 1,
-        locked_until=now + timedelta(seconds=app_settings.CLAIM_TIMEOUT),
+    older_in_flight = Exists(
+        ProviderCall.objects.filter(
+            message_id=OuterRef("message_id"),
+            pk__lt=OuterRef("pk"),
+            state=CallState.IN_FLIGHT,
+            locked_until__gte=now,
+        )
+    )
+    claimed = (
+        ProviderCall.objects.filter(due, pk=call_id)
+        .filter(~older_in_flight)
+        .update(
+            state=CallState.IN_FLIGHT,
+            attempts=F("attempts") + 1,
+            locked_until=now + timedelta(seconds=app_settings.CLAIM_TIMEOUT),
+        )
     )
     if not claimed:
+        ProviderCall.objects.filter(due, older_in_flight, pk=call_id).update(
+            next_attempt_at=now + timedelta(seconds=WAIT_FOR_OLDER)
+        )
         return None
     return ProviderCall.objects.select_related("message").get(pk=call_id)
 
@@ -218,24 +288,71 @@ def sweep(now: datetime | None = None) -> int:
     return enqueue(due_calls(now))
 
 
-def retry_calls(calls: Iterable[ProviderCall] | None = None, *, queryset=None) -> int:
-    """Put failed or given-up calls back in the queue now (admin action, command)."""
+def retry_calls(
+    calls: Iterable[ProviderCall] | None = None, *, queryset: QuerySet[ProviderCall] | None = None
+) -> int:
+    """Put failed or given-up calls back in the queue now (admin action, command).
+
+    Returns how many were put back. A call that left those states meanwhile (another admin's
+    retry, a worker) is left alone: the state is checked by the UPDATE itself, and only the rows
+    it changed are enqueued.
+    """
     qs = (
         queryset
         if queryset is not None
         else ProviderCall.objects.filter(pk__in=[c.pk for c in calls or []])
     )
-    qs = qs.filter(state__in=[CallState.FAILED, CallState.GAVE_UP])
-    ids = list(qs.values_list("pk", flat=True))
+    ids = list(qs.filter(state__in=RETRYABLE_STATES).values_list("pk", flat=True))
     now = timezone.now()
+    changed: list[int] = []
     with transaction.atomic():
-        # A fresh created_at restarts the max-age clock for the new round of attempts.
-        count = ProviderCall.objects.filter(pk__in=ids).update(
-            state=CallState.PENDING,
-            next_attempt_at=now,
-            created_at=now,
-            attempts=0,
-            completed_at=None,
-        )
-        transaction.on_commit(lambda: enqueue(ids))
-    return count
+        for start in range(0, len(ids), _RETRY_CHUNK):
+            changed += _reset_calls(ids[start : start + _RETRY_CHUNK], now)
+        transaction.on_commit(lambda: enqueue(changed))
+    return len(changed)
+
+
+#: States retry_calls() takes calls out of.
+RETRYABLE_STATES = (CallState.FAILED, CallState.GAVE_UP)
+#: Ids per statement (well below SQLite's limit on bound parameters).
+_RETRY_CHUNK = 500
+
+
+def _reset_calls(ids: list[int], now: datetime) -> list[int]:
+    """Set the calls among ``ids`` still failed or given up back to pending; their ids."""
+    if not ids:
+        return []
+    # A fresh created_at restarts the max-age clock for the new round of attempts.
+    values = {
+        "state": CallState.PENDING,
+        "next_attempt_at": now,
+        "created_at": now,
+        "attempts": 0,
+        "completed_at": None,
+    }
+    if not _can_return_from_update():
+        # No UPDATE ... RETURNING: one conditional UPDATE per call, each reporting its count.
+        return [
+            pk
+            for pk in ids
+            if ProviderCall.objects.filter(pk=pk, state__in=RETRYABLE_STATES).update(**values)
+        ]
+    table = connection.ops.quote_name(ProviderCall._meta.db_table)
+    sql = (
+        f"UPDATE {table} SET state = %s, next_attempt_at = %s, created_at = %s, attempts = 0,"  # noqa: S608
+        f" completed_at = NULL WHERE id IN ({', '.join(['%s'] * len(ids))})"
+        f" AND state IN (%s, %s) RETURNING id"
+    )
+    db_now = connection.ops.adapt_datetimefield_value(now)
+    with connection.cursor() as cursor:
+        states = [state.value for state in RETRYABLE_STATES]
+        cursor.execute(sql, [CallState.PENDING.value, db_now, db_now, *ids, *states])
+        return [row[0] for row in cursor.fetchall()]
+
+
+def _can_return_from_update() -> bool:
+    if connection.vendor == "postgresql":
+        return True
+    if connection.vendor == "sqlite":
+        return connection.Database.sqlite_version_info >= (3, 35)
+    return False

@@ -22,6 +22,14 @@ from .factories import make_message
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True)
+def _fresh_brokers():
+    """Each test builds its own broker (some break django-q2's get_broker on purpose)."""
+    outbox.forget_brokers()
+    yield
+    outbox.forget_brokers()
+
+
 @pytest.fixture
 def retry_settings(settings):
     """Override some RETRY knobs for one test (the rest keep their defaults)."""
@@ -376,6 +384,89 @@ def test_an_in_flight_older_report_is_not_delivered_once_a_newer_one_exists(cloc
     assert reported(message) == ["confirmed"]
 
 
+# One call at a time per message -----------------------------------------------------------------
+
+
+def test_a_newer_report_waits_while_an_older_one_is_being_delivered(clock, monkeypatch):
+    """fail() -> worker A delivers ``failed`` -> confirm() -> worker B takes ``confirmed``:
+    B must not reach the provider before A is done, or AWS keeps the older outcome."""
+    message = make_message()
+    services.fail(message)
+    older = only_call(message)
+    real_report = locmem.LocmemProvider.report_feedback
+    during: dict[str, object] = {}
+
+    def report_while_b_tries(self, **kwargs):
+        if kwargs["outcome"] == "failed":
+            # A is talking to the provider: the user converts, and worker B picks the new call.
+            assert services.confirm(message) is True
+            newer = ProviderCall.objects.filter(message=message).latest("pk")
+            during["newer"] = newer
+            during["b"] = outbox.deliver(newer.pk)
+            newer.refresh_from_db()
+            during["newer_after_b"] = newer
+        real_report(self, **kwargs)
+
+    monkeypatch.setattr(locmem.LocmemProvider, "report_feedback", report_while_b_tries)
+    assert outbox.deliver(older.pk) == CallState.SUCCEEDED  # worker A
+    newer = during["newer_after_b"]
+    assert during["b"] is None  # B did not take it
+    assert (newer.state, newer.attempts) == (CallState.PENDING, 0)
+    assert newer.next_attempt_at == clock.now + timedelta(seconds=outbox.WAIT_FOR_OLDER)
+    assert reported(message) == ["failed"]
+
+    # The sweep hands it over once it is due again; the provider ends with the latest outcome.
+    clock.advance(seconds=outbox.WAIT_FOR_OLDER + app_settings.SWEEP_GRACE + 1)
+    assert tasks.sweep_outbox() == 1
+    assert reported(message) == ["failed", "confirmed"]
+    assert only_call_states(message) == [CallState.SUCCEEDED, CallState.SUCCEEDED]
+
+
+def test_an_older_call_whose_claim_ran_out_does_not_block_the_newer_one(clock):
+    message = make_message()
+    services.fail(message)
+    older = only_call(message)
+    assert outbox.claim(older.pk) is not None  # its worker then hangs
+    services.confirm(message)
+    newer = ProviderCall.objects.filter(message=message).latest("pk")
+    assert outbox.claim(newer.pk) is None  # blocked while the older claim is live
+
+    clock.advance(seconds=app_settings.CLAIM_TIMEOUT + 1)
+    assert outbox.claim(newer.pk) is not None
+
+
+def test_calls_of_other_messages_are_not_held_back():
+    first, second = make_message(), make_message()
+    services.fail(first)
+    services.confirm(second)
+    assert outbox.claim(only_call(first).pk) is not None
+    assert outbox.deliver(only_call(second).pk) == CallState.SUCCEEDED
+
+
+def test_an_older_call_is_not_held_back_by_a_newer_one_in_flight():
+    message = make_message()
+    services.fail(message)
+    older = only_call(message)
+    # Written in an order the services never produce (two open calls), to pin the rule down:
+    # only an older call in flight blocks.
+    newer = ProviderCall.objects.create(
+        message=message,
+        provider="locmem",
+        operation=Operation.REPORT_FEEDBACK,
+        payload={"outcome": "confirmed"},
+        next_attempt_at=older.next_attempt_at,
+        created_at=older.created_at,
+    )
+    assert outbox.claim(newer.pk) is not None
+    assert outbox.claim(older.pk) is not None
+
+
+def only_call_states(message: Message) -> list[str]:
+    return list(
+        ProviderCall.objects.filter(message=message).order_by("pk").values_list("state", flat=True)
+    )
+
+
 # Re-queueing -----------------------------------------------------------------------------------
 
 
@@ -419,6 +510,40 @@ def test_retry_calls_restarts_the_max_age_clock(clock, retry_settings):
     clock.advance(seconds=10)
     assert outbox.deliver(call.pk) == CallState.SUCCEEDED
     assert reported(message) == ["confirmed"]
+
+
+@pytest.mark.parametrize("returning", [True, False], ids=["update-returning", "row-by-row"])
+def test_retry_calls_leaves_a_call_that_changed_since_it_was_read(
+    returning, monkeypatch, retry_settings, django_capture_on_commit_callbacks
+):
+    retry_settings(MAX_ATTEMPTS=1)
+    messages = [make_message() for _ in range(3)]
+    calls = []
+    for message in messages:
+        services.confirm(message)
+        locmem.fail_next(1, PermanentError("Authenticate", code=20003))
+        assert outbox.deliver(only_call(message).pk) == CallState.FAILED
+        calls.append(only_call(message))
+    taken = calls[0]
+    real_reset = outbox._reset_calls
+
+    def another_retry_got_there_first(ids, now):
+        # Between reading the ids and the UPDATE: retried elsewhere and now being delivered.
+        ProviderCall.objects.filter(pk=taken.pk).update(state=CallState.IN_FLIGHT, attempts=7)
+        return real_reset(ids, now)
+
+    queued: list[int] = []
+    monkeypatch.setattr(outbox, "_can_return_from_update", lambda: returning)
+    monkeypatch.setattr(outbox, "_reset_calls", another_retry_got_there_first)
+    monkeypatch.setattr(outbox, "enqueue", lambda ids: queued.extend(ids) or len(ids))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert outbox.retry_calls(calls) == 2
+    assert sorted(queued) == sorted(c.pk for c in calls[1:])
+    taken.refresh_from_db()
+    assert (taken.state, taken.attempts) == (CallState.IN_FLIGHT, 7)
+    for call in calls[1:]:
+        call.refresh_from_db()
+        assert (call.state, call.attempts, call.completed_at) == (CallState.PENDING, 0, None)
 
 
 # No loss -----------------------------------------------------------------------------------------
@@ -480,6 +605,58 @@ def test_enqueue_failure_is_logged_and_counts_nothing(monkeypatch, caplog):
     monkeypatch.setattr("django_q.brokers.get_broker", _broken)
     assert outbox.enqueue([1, 2, 3]) == 0
     assert "could not enqueue" in caplog.text
+
+
+class CountingBroker:
+    """Stands in for a django-q2 broker; async_task is patched to use it."""
+
+    built = 0
+
+    def __init__(self, list_key=None):
+        type(self).built += 1
+        self.list_key = list_key
+        self.pushed: list[int] = []
+        self.down = False
+
+
+@pytest.fixture
+def counting_broker(monkeypatch):
+    CountingBroker.built = 0
+    monkeypatch.setattr("django_q.brokers.get_broker", CountingBroker)
+
+    def async_task(func, call_id, broker):
+        if broker.down:
+            raise ConnectionError("Connection refused")
+        broker.pushed.append(call_id)
+
+    monkeypatch.setattr("django_q.tasks.async_task", async_task)
+    return CountingBroker
+
+
+def test_enqueues_reuse_one_broker_per_queue(counting_broker, settings):
+    assert outbox.enqueue([1, 2]) == 2
+    assert outbox.enqueue([3]) == 1
+    assert counting_broker.built == 1
+    broker = outbox.get_broker()
+    assert broker.pushed == [1, 2, 3]
+
+    # Another queue name gets a broker of its own.
+    settings.FEEDBACK_APP = {**settings.FEEDBACK_APP, "QUEUE": "feedback"}
+    assert outbox.enqueue([4]) == 1
+    assert counting_broker.built == 2
+    assert outbox.get_broker().list_key == "feedback"
+
+
+def test_an_enqueue_error_drops_the_broker_so_the_next_one_reconnects(counting_broker, caplog):
+    assert outbox.enqueue([1]) == 1
+    broken = outbox.get_broker()
+    broken.down = True
+    assert outbox.enqueue([2]) == 0
+    assert "could not enqueue" in caplog.text
+    assert outbox.enqueue([3]) == 1
+    assert counting_broker.built == 2
+    assert outbox.get_broker() is not broken
+    assert outbox.get_broker().pushed == [3]
 
 
 # Misconfiguration ------------------------------------------------------------------------------
