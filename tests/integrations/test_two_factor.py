@@ -83,6 +83,93 @@ def test_logging_in_with_the_texted_token_confirms_its_message(
     assert [report["outcome"] for report in locmem.reports] == ["confirmed"]
 
 
+def remember_this_browser(client, username: str) -> dict[str, str]:
+    """Log in with the texted token and "don't ask again"; the remember cookies, logged out."""
+    response = client.post(
+        reverse("two_factor:login"),
+        {"login_view-current_step": "auth", "auth-username": username, "auth-password": PASSWORD},
+    )
+    assert response.status_code == 200
+    response = client.post(
+        reverse("two_factor:login"),
+        {
+            "login_view-current_step": "token",
+            "token-otp_token": sent_token(),
+            "token-remember": "on",
+        },
+    )
+    assert response.status_code == 302
+    cookies = {k: v.value for k, v in client.cookies.items() if k.startswith("remember-cookie_")}
+    assert cookies
+    client.logout()
+    return cookies
+
+
+@override_settings(TWO_FACTOR_REMEMBER_COOKIE_AGE=3600)
+def test_a_remembered_browser_logs_in_without_a_token_and_confirms_nothing(
+    client, django_capture_on_commit_callbacks
+):
+    device = make_device("ada")
+    cookies = remember_this_browser(client, "ada")
+    for name, value in cookies.items():
+        client.cookies[name] = value
+    # A code texted meanwhile (a login started elsewhere) that nobody types.
+    untyped = Gateway().send_sms(device=device, token="999999")
+    sent = len(locmem.outbox)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            reverse("two_factor:login"),
+            {"login_view-current_step": "auth", "auth-username": "ada", "auth-password": PASSWORD},
+        )
+    # Logged in by the password alone: two_factor sent user_verified, without a token.
+    assert response.status_code == 302
+    assert client.get(reverse("protected")).status_code == 200
+    assert len(locmem.outbox) == sent  # no code was asked for
+    untyped.refresh_from_db()
+    assert untyped.feedback == Feedback.PENDING
+    assert not untyped.events.filter(to_value=Feedback.CONFIRMED).exists()
+
+
+@override_settings(TWO_FACTOR_REMEMBER_COOKIE_AGE=3600)
+def test_with_remembering_on_a_typed_token_still_confirms_its_message(
+    client, django_capture_on_commit_callbacks
+):
+    make_device("ada")
+    with django_capture_on_commit_callbacks(execute=True):
+        remember_this_browser(client, "ada")
+    message = Message.objects.get()
+    assert message.feedback == Feedback.CONFIRMED
+    assert [report["outcome"] for report in locmem.reports] == ["confirmed"]
+
+
+def test_user_verified_without_a_token_step_post_confirms_nothing(rf):
+    """The receiver itself: only the token step's POST with a token confirms."""
+    from two_factor.signals import user_verified
+
+    device = make_device("ada")
+    message = Gateway().send_sms(device=device, token="123456")
+    requests = [
+        rf.get("/account/login/"),
+        rf.post("/account/login/", {"login_view-current_step": "auth", "auth-username": "ada"}),
+        rf.post("/account/login/", {"login_view-current_step": "token", "token-otp_token": ""}),
+        # A token field smuggled into the password step's POST is not the token step.
+        rf.post(
+            "/account/login/",
+            {"login_view-current_step": "auth", "token-otp_token": "123456"},
+        ),
+    ]
+    for request in [None, *requests]:
+        user_verified.send(sender=__name__, request=request, user=device.user, device=device)
+        message.refresh_from_db()
+        assert message.feedback == Feedback.PENDING
+    token_step = rf.post(
+        "/account/login/", {"login_view-current_step": "token", "token-otp_token": "123456"}
+    )
+    user_verified.send(sender=__name__, request=token_step, user=device.user, device=device)
+    message.refresh_from_db()
+    assert message.feedback == Feedback.CONFIRMED
+
+
 def test_a_wrong_token_confirms_nothing(client):
     make_device("ada")
     client.post(

@@ -2,8 +2,12 @@
 
 ``Gateway.send_sms`` sends the token with ``feedback_app.send`` and records the device's
 ``persistent_id`` in the message's metadata; when two_factor's login wizard verifies a token of
-that device (its ``user_verified`` signal), the device's latest message is confirmed. The token
-itself is stored nowhere.
+that device in its token step (its ``user_verified`` signal, sent by that request), the device's
+latest message is confirmed. The token itself is stored nowhere.
+
+``user_verified`` is also sent when a "remember this browser" cookie
+(``TWO_FACTOR_REMEMBER_COOKIE_AGE``) skips the token step: nobody typed a code then, so nothing is
+confirmed. The request tells the two apart: only the token step posts a token.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ImproperlyConfigured
+from two_factor.views.core import LoginView
 
 from ... import services
 from ...conf import app_settings
@@ -19,6 +24,7 @@ from ...recipients import recipient_hash
 from ...states import Channel
 
 if TYPE_CHECKING:
+    from django.http import HttpRequest
     from django_otp.models import Device
 
 #: The ``Message.metadata`` key holding the django-otp ``persistent_id`` of the device.
@@ -81,9 +87,29 @@ def confirm_device(device: Device, *, actor: object = None) -> bool:
     return services.confirm(message, actor=actor)
 
 
+def typed_a_token(request: HttpRequest | None) -> bool:
+    """Whether ``request`` submitted the login wizard's token step with a token.
+
+    two_factor sends ``user_verified`` from the request that completes the wizard. After a typed
+    code that is the token step's POST, which the wizard only accepts once the token form has
+    verified the code; a remembered browser completes the wizard with the password step's POST,
+    which carries no token.
+    """
+    if request is None or request.method != "POST":
+        return False
+    step = LoginView.TOKEN_STEP
+    # formtools' management field is "<wizard prefix>-current_step"; each step's form fields
+    # are prefixed with the step's name ("token-otp_token").
+    posted_steps = {value for key, value in request.POST.items() if key.endswith("-current_step")}
+    return posted_steps == {step} and bool(request.POST.get(f"{step}-otp_token", "").strip())
+
+
 def confirm_on_verified(
-    sender: Any, request: Any, user: Any, device: Device, **kwargs: Any
+    sender: Any, request: HttpRequest | None, user: Any, device: Device, **kwargs: Any
 ) -> None:
-    """``two_factor.signals.user_verified`` receiver: the token the user typed was delivered."""
-    if getattr(device, "method", None) == "sms":
+    """``two_factor.signals.user_verified`` receiver: the token the user typed was delivered.
+
+    Nothing is confirmed when no token was typed in this request (a remembered browser).
+    """
+    if getattr(device, "method", None) == "sms" and typed_a_token(request):
         confirm_device(device, actor=user)
