@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -530,11 +531,14 @@ def record_delivery(
             return True
 
 
-def expire_overdue(now: datetime | None = None) -> int:
+def expire_overdue(
+    now: datetime | None = None, *, progress: Callable[[int], None] | None = None
+) -> int:
     """Move every pending message past its deadline to ``expired``; returns how many.
 
     Set-based: each batch is a few statements whatever its size. Providers that take a
     ``failed`` report (AWS recommends setting FAILED yourself) get one through the outbox.
+    ``progress(expired_so_far)`` is called after each committed batch (``feedback_expire``).
     """
     now = _aware(now, "now")
     total = 0
@@ -550,6 +554,8 @@ def expire_overdue(now: datetime | None = None) -> int:
                     lambda ids=message_ids: _send_expired_signals(ids), robust=True
                 )
         total += count
+        if progress is not None:
+            progress(total)
         if count < app_settings.EXPIRE_BATCH:
             return total
 

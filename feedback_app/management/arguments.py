@@ -1,8 +1,9 @@
 """Argument parsing shared by the ``feedback_*`` commands: durations, moments, choices, counts.
 
-Values are parsed in ``handle()`` rather than with argparse ``type=``/``choices=``: argparse
-exits with status 2 and Django only turns a ``CommandError`` into status 1, which is what every
-bad value must give (with nothing changed).
+Values are parsed in ``handle()`` rather than with argparse ``type=``/``choices=``, so every bad
+value gets a ``CommandError`` that names the option and says what it takes (status 1, nothing
+changed); what argparse itself refuses (an unknown option, a missing value) exits with status 1
+too (``feedback_app.management.base``).
 """
 
 from __future__ import annotations
@@ -86,3 +87,11 @@ def parse_positive_int(value: str | int, option: str, maximum: int | None = None
         upper = f" to {maximum:,}" if maximum is not None else ""
         raise CommandError(f"{option} must be a whole number from 1{upper}, not {value!r}.")
     return number
+
+
+def parse_int(value: str | int, option: str) -> int:
+    """Any whole number (a random seed)."""
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        raise CommandError(f"{option} must be a whole number, not {value!r}.") from None

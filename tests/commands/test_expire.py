@@ -33,3 +33,23 @@ def test_expires_the_overdue_messages_only(overdue):
     assert Message.objects.filter(feedback=Feedback.EXPIRED).count() == 3
     assert Message.objects.filter(feedback=Feedback.PENDING).count() == 1
     assert "Expired 0 overdue messages." in run("feedback_expire")
+
+
+def test_progress_is_a_line_per_tenth_of_the_overdue_messages(settings):
+    now = timezone.now()
+    for _ in range(12):
+        make_message(sent_at=now - timedelta(hours=2))
+    settings.FEEDBACK_APP = {**settings.FEEDBACK_APP, "EXPIRE_BATCH": 5}
+    output = run("feedback_expire")
+    # Batches of 5: after 5, 10 and 12 of 12 (call_command's output is not a terminal).
+    assert output.splitlines() == [
+        "  5 / 12 messages",
+        "  10 / 12 messages",
+        "  12 / 12 messages",
+        "Expired 12 overdue messages.",
+    ]
+    assert Message.objects.filter(feedback=Feedback.EXPIRED).count() == 12
+
+
+def test_no_progress_prints_only_the_result(overdue):
+    assert run("feedback_expire", "--no-progress") == "Expired 3 overdue messages.\n"

@@ -3,7 +3,7 @@
 import csv
 import io
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from django.core.management.base import CommandError
@@ -74,6 +74,21 @@ def test_filters_and_range_narrow_the_report(messages):
         run("feedback_report", "--format", "json", "--since", "60d", "--until", "30d")
     )
     assert data["totals"]["attempted"] == 1
+
+
+def test_until_alone_reports_the_30_days_before_it(messages):
+    # 40 days ago (DE) is inside the 30 days before "35d"; the recent ones are after it.
+    data = json.loads(run("feedback_report", "--format", "json", "--until", "35d"))
+    assert data["totals"]["attempted"] == 1
+    since = datetime.fromisoformat(data["filters"]["sent_after"])
+    until = datetime.fromisoformat(data["filters"]["sent_before"])
+    assert until - since == timedelta(days=30)
+    day = (timezone.localdate() - timedelta(days=40)).isoformat()
+    data = json.loads(run("feedback_report", "--format", "json", "--until", day))
+    assert data["totals"]["attempted"] == 0
+    assert data["filters"]["sent_after"].startswith(
+        (timezone.localdate() - timedelta(days=70)).isoformat()
+    )
 
 
 def test_an_empty_range_prints_a_total_of_zero():

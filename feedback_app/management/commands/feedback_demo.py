@@ -7,18 +7,20 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ImproperlyConfigured
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 from django.db import transaction
 
 from ... import demo
 from ...models import Message
+from ..arguments import parse_int, parse_positive_int
+from ..base import FeedbackCommand
 from ..progress import Progress
 
 DEMO_USERNAME = "demo"
 DEMO_PASSWORD = "demo"  # noqa: S105  (a local demo account, printed on purpose)
 
 
-class Command(BaseCommand):
+class Command(FeedbackCommand):
     help = (
         "Seed realistic message history for the providers twilio, aws_sms and chime without "
         "calling any of them: messages over the last --days days with their delivery and "
@@ -29,19 +31,16 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--days",
-            type=int,
             default=demo.DEFAULT_DAYS,
             help="Spread the messages over this many days up to now (default %(default)s).",
         )
         parser.add_argument(
             "--messages",
-            type=int,
             default=demo.DEFAULT_MESSAGES,
             help="How many messages to create (default %(default)s).",
         )
         parser.add_argument(
             "--seed",
-            type=int,
             default=demo.DEFAULT_SEED,
             help="Random seed; the same seed on an empty database gives the same data "
             "(default %(default)s).",
@@ -64,8 +63,10 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        days, messages = options["days"], options["messages"]
         # Check everything before writing anything, the superuser included.
+        days = parse_positive_int(options["days"], "--days", demo.MAX_DAYS)
+        messages = parse_positive_int(options["messages"], "--messages", demo.MAX_MESSAGES)
+        rng_seed = parse_int(options["seed"], "--seed")
         try:
             demo.check_options(days, messages)
         except ValueError as exc:
@@ -82,7 +83,7 @@ class Command(BaseCommand):
         progress = Progress(self.stdout, messages, "messages", enabled=not options["no_progress"])
         started = time.monotonic()
         try:
-            created = demo.seed(days, messages, options["seed"], progress=progress.update)
+            created = demo.seed(days, messages, rng_seed, progress=progress.update)
         except ImproperlyConfigured as exc:
             raise CommandError(f"Cannot seed: {exc}") from exc
         finally:

@@ -6,13 +6,16 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from feedback_app.testing.demo_fakes import ProviderFakes
 from feedback_app.testing.server import FakeServer
 
+from ..arguments import parse_positive_int
+from ..base import FeedbackCommand
 
-class Command(BaseCommand):
+
+class Command(FeedbackCommand):
     help = (
         "Serve local fakes of the Twilio, AWS SMS and Chime APIs on one port until Ctrl-C. "
         "Point the providers' BASE_URL / ENDPOINT_URL at it (the example project does when "
@@ -22,11 +25,10 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
-        parser.add_argument("--port", type=int, default=8765, help="port to bind (8765)")
+        parser.add_argument("--port", default=8765, help="port to bind (8765)")
 
-    def handle(self, *args: Any, host: str, port: int, **options: Any) -> None:
-        if not 0 < port < 65536:
-            raise CommandError(f"--port must be between 1 and 65535, not {port}")
+    def handle(self, *args: Any, host: str, port: str | int, **options: Any) -> None:
+        port = parse_positive_int(port, "--port", 65535)
         try:
             server = FakeServer(ProviderFakes(), host=host, port=port)
         except OSError as exc:

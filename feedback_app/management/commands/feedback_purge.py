@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from ... import retention
 from ...conf import app_settings
 from ..arguments import parse_positive_int
+from ..base import FeedbackCommand
 from ..progress import Progress
 
 MAX_BATCH_SIZE = 100_000
 
 
-class Command(BaseCommand):
+class Command(FeedbackCommand):
     help = (
         "Delete messages sent more than --days days ago (default: the RETENTION_DAYS setting) "
         "with their events and provider calls, in batches of one transaction each. Messages "

@@ -5,16 +5,20 @@ from __future__ import annotations
 import csv
 import json
 from dataclasses import asdict, fields
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
+from django.utils import timezone
 
 from ...reports import BREAKDOWNS, Report, ReportFilters, Totals, conversion_report
 from ...states import Channel, Delivery, Feedback
 from ..arguments import MOMENT_HELP, parse_choice, parse_range
+from ..base import FeedbackCommand
 
 FORMATS = ("table", "csv", "json")
+#: The range without --since: this long, up to --until (or now).
+DEFAULT_SPAN = timedelta(days=30)
 COLUMNS = [f.name for f in fields(Totals)]
 #: Short table headings; csv and json use the field names.
 HEADINGS = {
@@ -38,7 +42,7 @@ CHOICES = {
 }
 
 
-class Command(BaseCommand):
+class Command(FeedbackCommand):
     help = (
         "Print the conversion report (sent, delivered, confirmed, late, failed, expired, "
         "conversion and delivery rates, median and p90 seconds to confirm) for messages sent "
@@ -48,7 +52,8 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
-            "--since", default="30d", help=f"From ({MOMENT_HELP}); default %(default)s."
+            "--since",
+            help=f"From ({MOMENT_HELP}); default {DEFAULT_SPAN.days} days before --until.",
         )
         parser.add_argument("--until", help=f"Up to, excluded ({MOMENT_HELP}); default now.")
         parser.add_argument(
@@ -73,7 +78,11 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         by = parse_choice(options["by"], "--by", BREAKDOWNS)
         output = parse_choice(options["format"], "--format", FORMATS)
-        since, until = parse_range(options["since"], options["until"])
+        now = timezone.now()
+        since, until = parse_range(options["since"], options["until"], now)
+        if since is None:
+            # Relative to --until, so "--until 2026-01-01" alone is the 30 days before it.
+            since = (until or now) - DEFAULT_SPAN
         for name, allowed in CHOICES.items():
             parse_choice(options[name], f"--{name.replace('_', '-')}", allowed)
         if options["country"]:

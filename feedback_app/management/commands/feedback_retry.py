@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandParser
 
 from ... import outbox
 from ...models import ProviderCall
 from ...states import CallState, Operation
 from ..arguments import MOMENT_HELP, parse_choice, parse_range
+from ..base import FeedbackCommand
 
 RETRYABLE = (CallState.FAILED, CallState.GAVE_UP)
 
 
-class Command(BaseCommand):
+class Command(FeedbackCommand):
     help = (
         "Re-queue provider calls (conversion reports) that failed or were given up, e.g. after "
         "fixing credentials or an outage: each starts a new round of attempts with a fresh "

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from ... import schedules
+from ..base import FeedbackCommand
 
 
-class Command(BaseCommand):
+class Command(FeedbackCommand):
     help = (
         "Create the django-q2 schedules the app needs (sweep_outbox, expire_overdue, "
         "poll_statuses; minutes from the SCHEDULES setting, cluster from QUEUE) or fix ones "

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.management.base import CommandParser
 
 from ... import polling
 from ..arguments import parse_positive_int
+from ..base import FeedbackCommand
 from ..progress import Progress
 
 
-class Command(BaseCommand):
+class Command(FeedbackCommand):
     help = (
         "Ask the providers about messages whose delivery status may still change: open statuses "
         "of polled providers (chime PENDING, sent within POLL_MAX_AGE), and statuses a provider "
