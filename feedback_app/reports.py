@@ -12,7 +12,9 @@ from the rollups' time-to-confirm histogram, interpolated inside one bucket (doc
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, fields, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
@@ -21,7 +23,6 @@ from django.core.exceptions import EmptyResultSet
 from django.db import connection
 from django.db.models import (
     Aggregate,
-    BooleanField,
     CharField,
     Count,
     DurationField,
@@ -30,9 +31,9 @@ from django.db.models import (
     FloatField,
     Func,
     Max,
+    Min,
     Q,
     QuerySet,
-    Subquery,
     Sum,
     Value,
     Window,
@@ -410,29 +411,44 @@ def _changed_hours(messages: QuerySet[Message]) -> QuerySet[Message]:
     )
 
 
+#: The rollup state pinned by ``same_rollup_state`` (None: read it for each report).
+_pinned_state: ContextVar[tuple[datetime | None, list[datetime]] | None] = ContextVar(
+    "feedback_app_rollup_state", default=None
+)
+
+
 def rollup_state() -> tuple[datetime | None, list[datetime]]:
     """The rollups' watermark (None: never refreshed) and the hours changed since, in order.
 
-    One query, since every report asks: the state row, then one row per changed hour.
+    Two queries: the watermark first, then the changed hours with the watermark as a plain
+    parameter. Compared against a subquery instead, PostgreSQL cannot estimate how many rows
+    are that recent and scans the whole messages table unless it happens to be stored in
+    ``updated_at`` order; with the value it reads the few recent rows through the index.
     """
-    watermark = RollupState.objects.filter(pk=1).values("watermark")
-    is_state = BooleanField()
-    state = (
-        RollupState.objects.filter(pk=1)
-        .order_by()
-        .values_list("watermark", Value(True, output_field=is_state))
-    )
-    hours = _changed_hours(Message.objects.filter(updated_at__gte=Subquery(watermark))).values_list(
-        "sent_hour", Value(False, output_field=is_state)
-    )
-    found = None
-    changed = []
-    for moment, from_state in state.union(hours, all=True):
-        if from_state:
-            found = moment
-        else:
-            changed.append(moment)
-    return found, sorted(changed)
+    pinned = _pinned_state.get()
+    if pinned is not None:
+        return pinned
+    watermark = RollupState.objects.filter(pk=1).values_list("watermark", flat=True).first()
+    if watermark is None:
+        return None, []
+    return watermark, changed_hours(watermark)
+
+
+@contextmanager
+def same_rollup_state() -> Iterator[None]:
+    """Read the rollup state once for every report inside the block (a page's several reads).
+
+    They then also agree with one another: a refresh between two of them cannot make one
+    read a message's hour from the rollups and the other from the messages.
+    """
+    if _pinned_state.get() is not None:
+        yield
+        return
+    token = _pinned_state.set(rollup_state())
+    try:
+        yield
+    finally:
+        _pinned_state.reset(token)
 
 
 def hour_ranges(hours: list[datetime]) -> list[tuple[datetime, datetime]]:
@@ -482,10 +498,45 @@ class _Plan:
     last: datetime | None
 
 
-def _whole_hours_only() -> bool:
-    # Days and hours of a zone offset by a fraction of an hour split the rollups' UTC hours.
-    offset = timezone.localtime().utcoffset()
-    return offset is None or offset.total_seconds() % 3600 == 0
+def _whole_hours_only(*moments: datetime | None) -> bool:
+    """Whether the current time zone is offset from UTC by whole hours now and at ``moments``."""
+    zone = timezone.get_current_timezone()
+    for moment in (timezone.now(), *moments):
+        offset = None if moment is None else moment.astimezone(zone).utcoffset()
+        if offset is not None and offset.total_seconds() % 3600:
+            return False
+    return True
+
+
+def split_hours(by: str | None, lower: datetime | None, upper: datetime | None) -> list[datetime]:
+    """The UTC hours in ``[lower, upper)`` that straddle two groups of ``by`` (day or hour in
+    the current time zone), in order: none unless the zone is offset by a fraction of an hour.
+
+    An hourly rollup row cannot be put in one such group: reports read those hours from the
+    messages. In Asia/Kolkata (UTC+05:30) that is the hour around each local midnight for days,
+    and every hour for hours. An open bound stops at the first or last message sent.
+    """
+    if by not in ("day", HOUR) or _whole_hours_only(lower, upper):
+        return []
+    if lower is None or upper is None:
+        oldest, newest = Message.objects.aggregate(Min("sent_at"), Max("sent_at")).values()
+        if oldest is None:
+            return []
+        lower = lower or oldest
+        upper = upper or newest + timedelta(microseconds=1)
+    zone = timezone.get_current_timezone()
+
+    def group(moment: datetime) -> Any:
+        local = moment.astimezone(zone)
+        return local.date() if by == "day" else local.replace(minute=0, second=0, microsecond=0)
+
+    hours = []
+    hour = floor_hour(lower)
+    while hour < upper:
+        if group(hour) != group(hour + timedelta(hours=1, microseconds=-1)):
+            hours.append(hour)
+        hour += timedelta(hours=1)
+    return hours
 
 
 def _plan(
@@ -502,8 +553,6 @@ def _plan(
         reasons.append("a narrowed queryset")
     if filters.feedback is not None or filters.delivery_status is not None:
         reasons.append("a feedback or delivery status filter")
-    if by in ("day", HOUR) and not _whole_hours_only():
-        reasons.append("a time zone offset by a fraction of an hour")
     watermark, changed = rollup_state() if not reasons else (None, [])
     if watermark is None and not reasons:
         reasons.append("rollups never refreshed")
@@ -518,6 +567,11 @@ def _plan(
 
     first = ceil_hour(filters.sent_after) if filters.sent_after else None
     last = floor_hour(filters.sent_before) if filters.sent_before else None
+    # Hours split between two local days or hours are read like changed ones, from the
+    # messages: every figure then comes the same way (histogram percentiles) whatever the zone.
+    split = split_hours(by, filters.sent_after, filters.sent_before)
+    if split:
+        changed = sorted(set(changed) | set(split))
     return _Plan(changed=hour_ranges(changed), first=first, last=last)
 
 
