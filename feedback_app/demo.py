@@ -13,7 +13,7 @@ import random
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from itertools import accumulate
 from typing import Any
@@ -21,6 +21,7 @@ from typing import Any
 from django.db import connections, models, router, transaction
 from django.utils import timezone
 
+from . import rollups
 from .conf import feedback_window
 from .models import Message, MessageEvent, ProviderCall
 from .recipients import mask, recipient_hash
@@ -197,7 +198,9 @@ def seed(
 ) -> int:
     """Insert ``messages`` messages sent over the last ``days`` days, with their history.
 
-    One transaction: on any error nothing is written. Returns the number of messages inserted.
+    One transaction: on any error nothing is written. Once the rollups have been refreshed, the
+    rollups of the seeded hours are recomputed in it too, so reports count the new rows at
+    once. Returns the number of messages inserted.
     ``progress(done, total)`` is called after each batch.
     """
     check_options(days, messages)
@@ -218,6 +221,9 @@ def seed(
             done += len(rows[0])
             if progress is not None:
                 progress(done, messages)
+        # The rows carry their own history's updated_at, mostly before the rollups' watermark,
+        # so a refresh would not see them: recompute the seeded hours with them.
+        rollups.recompute([(now - timedelta(days=days), now + timedelta(microseconds=1))])
     return done
 
 

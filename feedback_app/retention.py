@@ -1,19 +1,23 @@
 """Retention: deleting messages older than RETENTION_DAYS with their events and provider calls.
 
 Deleted in chunks of primary keys, one short transaction each, so a purge of millions of rows
-never holds long locks, can be interrupted at any point, and a re-run simply continues.
+never holds long locks, can be interrupted at any point, and a re-run simply continues. Each
+chunk recomputes the rollups of the hours it deleted from, in its own transaction, so the
+dashboard stops counting the deleted messages at once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.db import transaction
 from django.db.models import QuerySet
+from django.db.models.functions import TruncHour
 from django.utils import timezone
 
+from . import rollups
 from .conf import app_settings
 from .models import Message, MessageEvent, ProviderCall
 from .outbox import OPEN_STATES
@@ -77,10 +81,19 @@ def purge(
             )
             if not ids:
                 break
+            hours = list(
+                Message.objects.filter(pk__in=ids)
+                .order_by()
+                .annotate(hour=TruncHour("sent_at", tzinfo=UTC))
+                .values_list("hour", flat=True)
+                .distinct()
+            )
             # Children first, explicitly: no rows are loaded into Python for the cascade.
             totals[1] += MessageEvent.objects.filter(message_id__in=ids).delete()[0]
             totals[2] += ProviderCall.objects.filter(message_id__in=ids).delete()[0]
             totals[0] += Message.objects.filter(pk__in=ids).delete()[0]
+            # A deletion leaves no updated_at for the next refresh to see.
+            rollups.recompute([(hour, hour + timedelta(hours=1)) for hour in hours])
         if progress is not None:
             progress(totals[0])
         if len(ids) < batch_size:

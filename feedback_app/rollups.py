@@ -22,6 +22,7 @@ from .models import CONFIRM_BUCKET_FIELDS, DailyRollup, HourlyRollup, Message, R
 from .reports import (
     changed_hours,
     day_ranges,
+    floor_hour,
     hour_ranges,
     in_hour_ranges,
     with_rollup_aggregates,
@@ -107,32 +108,62 @@ def refresh(*, full: bool = False) -> int:
         if state is None or full:
             HourlyRollup.objects.all().delete()
             DailyRollup.objects.all().delete()
+            _insert_rollups(Message.objects.all())
+            _insert_daily(HourlyRollup.objects.all())
             hours = None
         else:
             hours = hour_ranges(changed_hours(state.watermark))
-        messages = Message.objects.all()
-        hourly = HourlyRollup.objects.all()
-        if hours is not None:
-            HourlyRollup.objects.filter(in_hour_ranges(hours, "hour")).delete()
-            messages = messages.filter(in_hour_ranges(hours, "sent_at"))
-            days = day_ranges(hours)
-            DailyRollup.objects.filter(
-                day__in=[
-                    start.date() + timedelta(days=n)
-                    for start, end in days
-                    for n in range((end - start).days)
-                ]
-            ).delete()
-            hourly = hourly.filter(in_hour_ranges(days, "hour"))
-        if hours is None or hours:
-            _insert_rollups(messages)
-            _insert_daily(hourly)
+            _recompute(hours)
         RollupState.objects.update_or_create(
             pk=1, defaults={"watermark": started - WATERMARK_LAG, "refreshed_at": started}
         )
     if hours is None:
         return HourlyRollup.objects.values("hour").distinct().count()
+    return _count_hours(hours)
+
+
+def recompute(ranges: list[tuple[datetime, datetime]]) -> int:
+    """Recompute the rollups of the UTC hours touching the [start, end) ``ranges`` now.
+
+    For writes that ``updated_at`` does not show: rows inserted with an old ``updated_at``
+    (``demo.seed``), rows deleted (``retention.purge``). Call it in the transaction of the
+    write, so the rollups change with it. Nothing to do before the first refresh (reports read
+    the messages until then). Returns the number of hours recomputed.
+    """
+    with transaction.atomic():
+        # The refresh's lock: a refresh and a recompute of the same hours run one after the other.
+        if not RollupState.objects.select_for_update().filter(pk=1).exists():
+            return 0
+        touched = set()
+        for start, end in ranges:
+            hour = floor_hour(start)
+            while hour < end:
+                touched.add(hour)
+                hour += timedelta(hours=1)
+        hours = hour_ranges(sorted(touched))
+        _recompute(hours)
+    return _count_hours(hours)
+
+
+def _count_hours(hours: list[tuple[datetime, datetime]]) -> int:
     return sum(int((end - start) / timedelta(hours=1)) for start, end in hours)
+
+
+def _recompute(hours: list[tuple[datetime, datetime]]) -> None:
+    """Recompute the hourly rows of ``hours`` (whole UTC hours), then the days holding them."""
+    if not hours:
+        return
+    HourlyRollup.objects.filter(in_hour_ranges(hours, "hour")).delete()
+    _insert_rollups(Message.objects.filter(in_hour_ranges(hours, "sent_at")))
+    days = day_ranges(hours)
+    DailyRollup.objects.filter(
+        day__in=[
+            start.date() + timedelta(days=n)
+            for start, end in days
+            for n in range((end - start).days)
+        ]
+    ).delete()
+    _insert_daily(HourlyRollup.objects.filter(in_hour_ranges(days, "hour")))
 
 
 def last_refresh() -> datetime | None:

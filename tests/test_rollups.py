@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import connection
@@ -11,8 +11,8 @@ from django.db.models.functions import TruncDate
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from feedback_app import rollups, services
-from feedback_app.models import CONFIRM_BUCKETS, DailyRollup, HourlyRollup
+from feedback_app import demo, retention, rollups, services
+from feedback_app.models import CONFIRM_BUCKETS, DailyRollup, HourlyRollup, ProviderCall
 from feedback_app.reports import (
     BREAKDOWNS,
     HOUR,
@@ -20,9 +20,13 @@ from feedback_app.reports import (
     confirm_time_histogram,
     conversion_report,
     conversion_reports,
+    floor_hour,
     histogram_percentile,
+    rollup_state,
+    same_rollup_state,
+    split_hours,
 )
-from feedback_app.states import Delivery
+from feedback_app.states import CallState, Delivery
 
 from .factories import NUMBERS, make_message
 
@@ -266,7 +270,8 @@ def test_several_reports_read_together_give_the_numbers_of_each(history, clock, 
     groupings = [time, "country", "provider", "purpose", "sender", "channel"]
     with CaptureQueriesContext(connection) as queries:
         together = conversion_reports(filters, groupings)
-    assert len(queries.captured_queries) == 2  # the rollup state, then one grouped read
+    # The watermark, the hours changed since, then one grouped read.
+    assert len(queries.captured_queries) == 3
     for by in groupings:
         alone = conversion_report(filters, by)
         assert together.reports[by] == alone
@@ -283,3 +288,104 @@ def test_several_reports_from_the_messages_when_the_rollups_cannot_answer(histor
     together = conversion_reports(filters, [None, "country"])
     assert together.reports["country"] == conversion_report(filters, "country")
     assert together.totals == conversion_report(filters).totals
+
+
+def test_the_changed_hours_are_read_with_the_watermark_as_a_plain_value(history, clock):
+    make_message(sent_at=history + timedelta(hours=4, minutes=2))
+    with CaptureQueriesContext(connection) as queries:
+        watermark, changed = rollup_state()
+    assert watermark is not None and len(changed) == 1
+    watermark_query, hours_query = [query["sql"] for query in queries.captured_queries]
+    assert "rollupstate" in watermark_query
+    # No subquery, so PostgreSQL estimates the recent rows and reads them through the index.
+    assert hours_query.count("SELECT") == 1 and "rollupstate" not in hours_query
+
+
+def test_a_page_of_reads_shares_one_rollup_state(history):
+    with CaptureQueriesContext(connection) as queries, same_rollup_state():
+        conversion_reports(ReportFilters(), ["country"])
+        conversion_reports(ReportFilters(), ["sender"])
+        conversion_report(ReportFilters(country="GB"))
+    assert len(queries.captured_queries) == 2 + 3  # the state once, then one read each
+
+
+@pytest.mark.parametrize("zone", ["Asia/Kolkata", "Asia/Kathmandu"])
+@pytest.mark.parametrize("by", ["day", HOUR])
+def test_days_and_hours_of_a_zone_offset_by_a_fraction_of_an_hour_use_the_rollups(
+    history, clock, zone, by
+):
+    filters = ReportFilters(sent_after=history + timedelta(minutes=50), sent_before=clock.now)
+    with timezone.override(zone):
+        rolled = conversion_report(filters, by, source="rollups")
+        raw = conversion_report(filters, by, source="raw")
+        assert [(row.key, counts(row.totals)) for row in rolled.rows] == [
+            (row.key, counts(row.totals)) for row in raw.rows
+        ]
+        # Each group's figures are those of a report over that group's hours alone.
+        for row in rolled.rows[:3]:
+            start = (
+                row.key
+                if by == HOUR
+                else timezone.make_aware(datetime.combine(row.key, datetime.min.time()))
+            )
+            end = start + (timedelta(hours=1) if by == HOUR else timedelta(days=1))
+            alone = conversion_report(
+                ReportFilters(
+                    sent_after=max(start, filters.sent_after),
+                    sent_before=min(end, filters.sent_before),
+                )
+            )
+            assert row.totals == alone.totals
+        # The totals are those of the report without a breakdown.
+        assert rolled.totals == conversion_report(filters).totals
+
+
+def test_split_hours_are_the_hours_around_local_midnights():
+    start = datetime(2025, 4, 1, tzinfo=UTC)
+    with timezone.override("Asia/Kolkata"):
+        days = split_hours("day", start, start + timedelta(days=3))
+        hours = split_hours(HOUR, start, start + timedelta(hours=5))
+    # Midnight in Kolkata is 18:30 UTC.
+    assert days == [datetime(2025, 4, d, 18, tzinfo=UTC) for d in (1, 2, 3)]
+    assert hours == [start + timedelta(hours=n) for n in range(5)]
+    assert split_hours("country", start, start + timedelta(days=3)) == []
+    with timezone.override("America/New_York"):
+        assert split_hours("day", start, start + timedelta(days=3)) == []
+
+
+def test_seeding_demo_history_after_a_refresh_counts_at_once(history, clock):
+    before = conversion_report().totals.attempted
+    demo.seed(days=3, messages=300, rng_seed=99, now=clock.now)
+    for source in ("rollups", "raw"):
+        assert conversion_report(source=source).totals.attempted == before + 300
+    assert counts(conversion_report(source="rollups").totals) == counts(
+        conversion_report(source="raw").totals
+    )
+    # Still right after the next refresh, which does not see the seeded rows as changes.
+    clock.advance(minutes=10)
+    rollups.refresh()
+    assert counts(conversion_report(source="rollups").totals) == counts(
+        conversion_report(source="raw").totals
+    )
+
+
+def test_seeding_before_any_refresh_leaves_the_rollups_alone(clock):
+    demo.seed(days=2, messages=50, now=clock.now)
+    assert not HourlyRollup.objects.exists() and rollup_state() == (None, [])
+
+
+def test_a_purge_takes_the_deleted_messages_out_of_the_rollups(history, clock):
+    # Reports delivered long ago: an open one would keep its message.
+    ProviderCall.objects.update(state=CallState.SUCCEEDED)
+    before = conversion_report(source="rollups").totals
+    cutoff = history + timedelta(hours=20, minutes=10)
+    purged = retention.purge(cutoff, batch_size=7)
+    assert purged.messages > 40
+    after = conversion_report(source="rollups").totals
+    assert after.attempted == before.attempted - purged.messages
+    assert counts(after) == counts(conversion_report(source="raw").totals)
+    assert not HourlyRollup.objects.filter(
+        hour__lt=floor_hour(history + timedelta(hours=20))
+    ).exists()
+    # The daily rows were added up again too.
+    assert DailyRollup.objects.aggregate(n=Sum("attempted"))["n"] == after.attempted
