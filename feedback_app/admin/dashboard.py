@@ -1,26 +1,31 @@
 """The conversion dashboard in the admin: tiles, charts, breakdowns, alerts and CSV downloads.
 
 Every number comes from ``reports`` (and ``alerts``, built on it); this module only picks the
-filters from the query string and draws. The page reads the rollups three times: once for its
-tiles, charts and tables (``conversion_reports``), twice for the alerts. Charts are inline SVG
-drawn here, so the page works offline and each chart has a text alternative (a title, a
-description and the tables).
+filters from the query string and draws. The page reads the rollup state once and the rollups
+three times: once for its tiles, charts and tables (``conversion_reports``), twice for the
+alerts. Charts are inline SVG drawn here, so the page works offline; each has a text
+alternative (a title and a description, and a table of the same numbers).
+
+In the query string an empty value means "any"; ``NONE`` selects the messages without a value
+(chat messages have no country, many messages no sender).
 """
 
 from __future__ import annotations
 
 import csv
+import re
 from dataclasses import dataclass, fields
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from django import forms
 from django.contrib import admin
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.html import conditional_escape
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext_lazy as _
@@ -35,6 +40,7 @@ from ..reports import (
     Totals,
     conversion_report,
     conversion_reports,
+    same_rollup_state,
 )
 from ..states import Channel
 
@@ -53,10 +59,44 @@ DEFAULT_RANGE = "30d"
 DIMENSIONS: tuple[str, ...] = ("provider", "purpose", "channel", "country", "sender")
 #: Ranges up to this long are charted per hour, longer ones per day.
 HOURLY_UP_TO = timedelta(days=2)
+#: The query value selecting messages without a value (country, sender...): an empty value
+#: means "any", as a form submitted with a blank field sends it.
+NONE = "__none__"
+#: How a missing value is shown.
+NONE_LABEL = _("(none)")
+
+
+def dimension_value(value: str | None) -> str | None:
+    """A filter's value in the query string -> the report filter: "" any, ``NONE`` none."""
+    if value in (None, ""):
+        return None
+    return "" if value == NONE else value
+
+
+def query_value(key: object) -> str:
+    """A report row's key -> the query value selecting it (the inverse of ``dimension_value``)."""
+    return NONE if key == "" else str(key)
+
+
+def key_label(key: object) -> str:
+    return str(NONE_LABEL) if key in ("", None) else str(key)
+
+
+def _any(label: str, max_length: int) -> forms.CharField:
+    return forms.CharField(
+        label=label,
+        required=False,
+        max_length=max_length,
+        widget=forms.TextInput({"placeholder": _("any"), "title": _("Empty: any; __none__: none")}),
+    )
 
 
 class DashboardForm(forms.Form):
-    """The dashboard's filters, all in the query string so a view can be shared."""
+    """The dashboard's filters, all in the query string so a view can be shared.
+
+    Bound to the query string with the default time range filled in, so the form always shows
+    the range the page shows.
+    """
 
     range = forms.ChoiceField(
         label=_("Time range"),
@@ -65,21 +105,33 @@ class DashboardForm(forms.Form):
             ("custom", _("Custom")),
         ],
         required=False,
+        initial=DEFAULT_RANGE,
     )
     start = forms.DateField(
         label=_("From"), required=False, widget=forms.DateInput({"type": "date"})
     )
     end = forms.DateField(label=_("To"), required=False, widget=forms.DateInput({"type": "date"}))
-    provider = forms.CharField(label=_("Provider"), required=False, max_length=32)
-    purpose = forms.CharField(label=_("Purpose"), required=False, max_length=64)
+    provider = _any(_("Provider"), 32)
+    purpose = _any(_("Purpose"), 64)
     channel = forms.ChoiceField(
         label=_("Channel"), required=False, choices=[("", _("Any")), *Channel.choices]
     )
-    country = forms.CharField(label=_("Country"), required=False, max_length=2)
-    sender = forms.CharField(label=_("Sender"), required=False, max_length=256)
+    country = _any(_("Country"), len(NONE))
+    sender = _any(_("Sender"), 256)
+
+    def __init__(self, query: QueryDict | None = None) -> None:
+        data = (query or QueryDict()).copy()
+        if not data.get("range"):
+            data["range"] = DEFAULT_RANGE
+        super().__init__(data)
 
     def clean_country(self) -> str:
-        return self.cleaned_data["country"].upper()
+        country = self.cleaned_data["country"]
+        if country != NONE and len(country) > 2:
+            raise ValidationError(
+                _("A two-letter country code, or %(none)s for none."), params={"none": NONE}
+            )
+        return country if country == NONE else country.upper()
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
@@ -91,7 +143,10 @@ class DashboardForm(forms.Form):
         return data
 
     def report_filters(self, now: datetime) -> tuple[ReportFilters, timedelta]:
-        """The report filters and the length of the time range (for the chart's resolution)."""
+        """The report filters and the length of the time range (for the chart's resolution).
+
+        An invalid form (its errors are shown) gives the default view.
+        """
         data = self.cleaned_data if self.is_valid() else {}
         choice = data.get("range") or DEFAULT_RANGE
         if choice == "custom":
@@ -102,12 +157,8 @@ class DashboardForm(forms.Form):
         else:
             span = RANGES[choice][1]
             after, before = now - span, None
-        dimensions = {
-            name: data.get(name) or None for name in ("provider", "purpose", "channel", "country")
-        }
-        # An empty sender is a value of its own (sent without one): kept when it is asked for.
-        sender = data.get("sender") if "sender" in self.data else None
-        filters = ReportFilters(**dimensions, sender=sender, sent_after=after, sent_before=before)
+        dimensions = {name: dimension_value(data.get(name)) for name in DIMENSIONS}
+        filters = ReportFilters(**dimensions, sent_after=after, sent_before=before)
         return filters, span
 
 
@@ -154,19 +205,36 @@ def _html(template: str, *args: Any, **kwargs: Any) -> SafeString:
 
 
 def _svg(
-    chart_id: str, title: str, description: str, width: int, height: int, body: str
+    chart_id: str,
+    title: str,
+    description: str,
+    width: int,
+    height: int,
+    body: str,
+    role: str = "img",
 ) -> SafeString:
+    # The viewBox is about as wide as the chart is drawn at 1280 px (the full content width,
+    # or half of it for the charts side by side), so the text keeps its CSS size.
     return _html(
-        '<svg class="fa-chart" viewBox="0 0 {} {}" role="img" aria-labelledby="{}-t {}-d">'
+        '<svg class="fa-chart" id="{}" viewBox="0 0 {} {}" role="{}" aria-labelledby="{}-t {}-d">'
         '<title id="{}-t">{}</title><desc id="{}-d">{}</desc>{}</svg>',
-        width, height, chart_id, chart_id, chart_id, title, chart_id, description,
-        SafeString(body),
+        chart_id, width, height, role, chart_id, chart_id,
+        chart_id, title, chart_id, description, SafeString(body),
     )  # fmt: skip
 
 
+def _time_label(key: date | datetime, hourly: bool) -> str:
+    if hourly and isinstance(key, datetime):
+        return date_format(timezone.localtime(key), "d M H:00")
+    return date_format(key, "d M")
+
+
 def series_chart(rows: list[ReportRow], hourly: bool) -> SafeString:
-    """Volume (bars, left axis) and conversion rate (line, right axis) over time."""
-    width, height, left, right, top, bottom = 760, 240, 56, 52, 14, 40
+    """Volume (bars, left axis) and conversion rate (line, right axis) over time.
+
+    A picture only (role="img"): the table below it (``series_table``) holds its numbers.
+    """
+    width, height, left, right, top, bottom = 900, 250, 60, 56, 14, 44
     plot_w, plot_h = width - left - right, height - top - bottom
     if not rows:
         return _svg(
@@ -180,11 +248,7 @@ def series_chart(rows: list[ReportRow], hourly: bool) -> SafeString:
         totals = row.totals
         x = left + index * step
         bar_h = plot_h * totals.attempted / peak
-        label = (
-            row.key.strftime("%d %b %H:00" if hourly else "%d %b")
-            if hasattr(row.key, "strftime")
-            else str(row.key)
-        )
+        label = _time_label(row.key, hourly)
         parts.append(_html(
             '<rect class="fa-bar" x="{:.1f}" y="{:.1f}" width="{:.1f}" height="{:.1f}">'
             "<title>{}: {} attempted, {} converted ({})</title></rect>",
@@ -196,7 +260,7 @@ def series_chart(rows: list[ReportRow], hourly: bool) -> SafeString:
         if index % label_every == 0:
             parts.append(_html(
                 '<text class="fa-axis" x="{:.1f}" y="{}" text-anchor="middle">{}</text>',
-                x + step / 2, height - bottom + 16, label,
+                x + step / 2, height - bottom + 17, label,
             ))  # fmt: skip
     axes = _html(
         '<line class="fa-grid" x1="{l}" y1="{b}" x2="{r}" y2="{b}"/>'
@@ -212,12 +276,18 @@ def series_chart(rows: list[ReportRow], hourly: bool) -> SafeString:
         vol=_("Bars: messages attempted"), rate=_("Line: conversion rate"),
     )  # fmt: skip
     line = _html('<polyline class="fa-rate" points="{}"/>', " ".join(points)) if points else ""
-    first, last = rows[0].key, rows[-1].key
-    description = _("%(count)s %(unit)s from %(first)s to %(last)s.") % {
+    total = sum(row.totals.attempted for row in rows)
+    description = _(
+        "%(count)s %(unit)s from %(first)s to %(last)s; %(total)s messages attempted, at most "
+        "%(peak)s in one %(one)s. The table below the chart lists each of them."
+    ) % {
         "count": len(rows),
         "unit": _("hours") if hourly else _("days"),
-        "first": first,
-        "last": last,
+        "one": _("hour") if hourly else _("day"),
+        "first": _time_label(rows[0].key, hourly),
+        "last": _time_label(rows[-1].key, hourly),
+        "total": total,
+        "peak": peak,
     }
     body = axes + "".join(parts) + line
     title = _("Volume and conversion rate over time")
@@ -225,25 +295,29 @@ def series_chart(rows: list[ReportRow], hourly: bool) -> SafeString:
 
 
 def country_chart(rows: list[ReportRow], request: HttpRequest) -> SafeString:
-    """One bar per country (volume), its conversion rate beside it; a click filters the page."""
+    """One bar per country (volume), its conversion rate beside it; a click filters the page.
+
+    The bars are links, so the chart is a group of links (role="group"), not an image: each
+    link is named by its country and numbers.
+    """
     rows = rows[:20]
-    width, left, row_h = 760, 60, 24
+    width, left, row_h = 440, 58, 24
     height = row_h * len(rows) + 10
     if not rows:
         return _svg("fa-countries", _("Countries"), _("No messages in this range."), width, 40, "")
     peak = max(row.totals.attempted for row in rows) or 1
-    plot_w = width - left - 200
+    plot_w = width - left - 108
     parts = []
     for index, row in enumerate(rows):
         totals, y = row.totals, 5 + index * row_h
-        name = row.key or "??"
+        name = key_label(row.key)
         parts.append(_html(
             '<a href="?{}" class="fa-country" data-country="{}" aria-label="{}">'
             '<text class="fa-axis" x="{}" y="{:.1f}" text-anchor="end">{}</text>'
             '<rect class="fa-bar" x="{}" y="{}" width="{:.1f}" height="{}"></rect>'
             '<text class="fa-axis" x="{:.1f}" y="{:.1f}">{} · {}</text>'
             "<title>{}: {} attempted, {} converted ({}). Click to filter.</title></a>",
-            _query(request, country=row.key), row.key,
+            _query(request, country=query_value(row.key)), query_value(row.key),
             f"{name}: {totals.attempted} attempted, {_percent(totals.conversion_rate)}",
             left - 8, y + row_h * 0.65, name,
             left, y + 2, max(1.0, plot_w * totals.attempted / peak), row_h - 6,
@@ -252,7 +326,8 @@ def country_chart(rows: list[ReportRow], request: HttpRequest) -> SafeString:
             name, totals.attempted, totals.confirmed, _percent(totals.conversion_rate),
         ))  # fmt: skip
     description = _(
-        "Volume per country, largest first, with the conversion rate; %(count)s countries."
+        "Volume per country, largest first, with the conversion rate; %(count)s countries. "
+        "Each is a link that filters the page by it."
     ) % {"count": len(rows)}
     return _svg(
         "fa-countries",
@@ -261,13 +336,14 @@ def country_chart(rows: list[ReportRow], request: HttpRequest) -> SafeString:
         width,
         height,
         "".join(parts),
+        role="group",
     )
 
 
 def histogram_chart(buckets: list[HistogramBucket]) -> SafeString:
     """Confirmed messages per time-to-confirm bucket."""
-    width, height, left, bottom, top = 760, 200, 48, 36, 12
-    plot_w, plot_h = width - left - 12, height - top - bottom
+    width, height, left, bottom, top = 440, 210, 44, 34, 12
+    plot_w, plot_h = width - left - 6, height - top - bottom
     peak = max((bucket.count for bucket in buckets), default=0) or 1
     step = plot_w / len(buckets)
     parts = []
@@ -276,16 +352,18 @@ def histogram_chart(buckets: list[HistogramBucket]) -> SafeString:
         bar_h = plot_h * bucket.count / peak
         x = left + index * step
         parts.append(_html(
-            '<rect class="fa-bar" x="{:.1f}" y="{:.1f}" width="{:.1f}" height="{:.1f}">'
-            "<title>{}: {} confirmed</title></rect>"
+            '<rect class="fa-bar" x="{:.1f}" y="{:.1f}" width="{:.1f}" height="{:.1f}"'
+            ' data-count="{}"><title>{}: {} confirmed</title></rect>'
             '<text class="fa-axis" x="{:.1f}" y="{}" text-anchor="middle">{}</text>',
-            x + step * 0.1, top + plot_h - bar_h, step * 0.8, bar_h, label, bucket.count,
-            x + step / 2, height - bottom + 16, label,
+            x + step * 0.1, top + plot_h - bar_h, step * 0.8, bar_h, bucket.count,
+            label, bucket.count, x + step / 2, height - bottom + 17, label,
         ))  # fmt: skip
     axes = _html(
         '<text class="fa-axis" x="{}" y="{}" text-anchor="end">{}</text>'
-        '<text class="fa-axis" x="{}" y="{}" text-anchor="end">0</text>',
-        left - 6, top + 10, peak, left - 6, top + plot_h,
+        '<text class="fa-axis" x="{}" y="{}" text-anchor="end">0</text>'
+        '<text class="fa-axis fa-legend" x="{}" y="{}">{}</text>',
+        left - 6, top + 10, peak, left - 6, top + plot_h, left, height - 3,
+        _("Bars: messages confirmed, by time to confirm"),
     )  # fmt: skip
     description = "; ".join(f"{_bucket_label(b)}: {b.count}" for b in buckets)
     return _svg(
@@ -294,7 +372,10 @@ def histogram_chart(buckets: list[HistogramBucket]) -> SafeString:
 
 
 def _duration_label(seconds: float) -> str:
-    return f"{seconds / 60:g}m" if seconds >= 60 and seconds % 60 == 0 else f"{seconds:g}s"
+    for unit, size in (("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
 
 
 def _bucket_label(bucket: HistogramBucket) -> str:
@@ -346,12 +427,40 @@ def _tiles(totals: Totals) -> list[Tile]:
         Tile(_("Delivery rate"), _percent(totals.delivery_rate), _("delivered OK / attempted")),
         Tile(_("Median time to confirm"), _seconds(totals.median_seconds_to_confirm)),
         Tile(_("p90 time to confirm"), _seconds(totals.p90_seconds_to_confirm)),
-        Tile(_("Late conversions"), f"{totals.confirmed_late:,}", _("after expiry or failure")),
+        Tile(_("Late conversions"), f"{totals.confirmed_late:,}", _("after the deadline")),
         Tile(_("Expired"), f"{totals.expired:,}", _("never confirmed in time")),
     ]
 
 
+def _period(filters: ReportFilters, now: datetime) -> str:
+    """The time range the page shows, in words, in the current time zone."""
+
+    def moment(value: datetime) -> str:
+        return date_format(timezone.localtime(value), "DATETIME_FORMAT")
+
+    return _("Messages sent from %(start)s to %(end)s (%(zone)s)") % {
+        "start": moment(filters.sent_after) if filters.sent_after else _("the first"),
+        "end": moment(filters.sent_before) if filters.sent_before else _("now"),
+        "zone": timezone.get_current_timezone_name(),
+    }
+
+
 CSV_FIELDS: tuple[str, ...] = tuple(field.name for field in fields(Totals))
+#: A cell a spreadsheet would run as a formula starts with one of these (OWASP, CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+#: A plain number (a sender like +14155550100): a spreadsheet reads it as a number, never as a
+#: formula, so it is written as it is and stays readable.
+_NUMBER = re.compile(r"[+-]?[0-9]+(\.[0-9]+)?")
+
+
+def csv_cell(value: object) -> object:
+    """``value`` safe to open in a spreadsheet: text that would start a formula is prefixed
+    with ``'`` (OWASP's advice), except plain numbers; other values are unchanged."""
+    if isinstance(value, datetime):
+        return timezone.localtime(value).isoformat()
+    if isinstance(value, str) and value.startswith(_FORMULA_START) and not _NUMBER.fullmatch(value):
+        return f"'{value}"
+    return value
 
 
 @admin.register(ConversionDashboard)
@@ -388,10 +497,9 @@ class ConversionDashboardAdmin(admin.ModelAdmin):
             ),
         ]
 
-    def _filters(self, request: HttpRequest) -> tuple[DashboardForm, ReportFilters, timedelta]:
-        form = DashboardForm(request.GET or None)
-        filters, span = form.report_filters(timezone.now())
-        return form, filters, span
+    def _csv_url(self, request: HttpRequest, by: str) -> str:
+        url = reverse("admin:feedback_app_conversiondashboard_csv", args=[by])
+        return f"{url}?{request.GET.urlencode()}"
 
     def changelist_view(
         self, request: HttpRequest, extra_context: dict | None = None
@@ -399,14 +507,18 @@ class ConversionDashboardAdmin(admin.ModelAdmin):
         if not self.has_view_permission(request):
             raise PermissionDenied
         now = timezone.now()
-        form = DashboardForm(request.GET or None)
+        form = DashboardForm(request.GET)
         filters, span = form.report_filters(now)
         hourly = span <= HOURLY_UP_TO
-        # The time series, every breakdown and the histogram: one read of the rollups.
-        reports = conversion_reports(filters, [HOUR if hourly else "day", *TABLES])
-        series = reports.reports[HOUR if hourly else "day"]
+        time_key = HOUR if hourly else "day"
+        # One rollup state for the page's three reads, so the alerts and the tiles agree.
+        with same_rollup_state():
+            # The time series, every breakdown and the histogram: one read of the rollups.
+            reports = conversion_reports(filters, [time_key, *TABLES])
+            alerts = conversion_alerts(filters, now=now)
+        series = reports.reports[time_key]
+        series_rows = _filled(series.rows, filters, now, hourly)
         tables = {by: reports.reports[by] for by in TABLES}
-        csv_url = reverse("admin:feedback_app_conversiondashboard_csv", args=["country"])
         context = {
             **self.admin_site.each_context(request),
             **(extra_context or {}),
@@ -414,26 +526,41 @@ class ConversionDashboardAdmin(admin.ModelAdmin):
             "title": _("Conversion dashboard"),
             "form": form,
             "filters": filters,
+            "period": _period(filters, now),
             "tiles": _tiles(series.totals),
             "totals": series.totals,
-            "series_chart": series_chart(_filled(series.rows, filters, now, hourly), hourly),
+            "series_chart": series_chart(series_rows, hourly),
+            "series_table": {
+                "title": _("Per hour") if hourly else _("Per day"),
+                "rows": [
+                    {"key": row.key, "label": _time_label(row.key, hourly), "totals": row.totals}
+                    for row in series_rows
+                ],
+                "csv": self._csv_url(request, time_key),
+            },
             "country_chart": country_chart(tables["country"].rows, request),
             "histogram_chart": histogram_chart(reports.histogram),
+            "histogram": reports.histogram,
             "tables": [
                 {
                     "by": by,
                     "title": _(by.capitalize()),
                     "rows": [
-                        {"row": row, "query": _query(request, **{by: str(row.key)})}
+                        {
+                            "row": row,
+                            "label": key_label(row.key),
+                            "value": query_value(row.key),
+                            "query": _query(request, **{by: query_value(row.key)}),
+                        }
                         for row in report.rows
                     ],
-                    "csv": f"{csv_url.rsplit('country/', 1)[0]}{by}/?{request.GET.urlencode()}",
+                    "csv": self._csv_url(request, by),
                 }
                 for by, report in tables.items()
             ],
-            "alerts": conversion_alerts(filters, now=now),
+            "alerts": [{"alert": alert, "label": key_label(alert.key)} for alert in alerts],
             "active": [
-                (name, getattr(filters, name), _query(request, **{name: None}))
+                (name, key_label(getattr(filters, name)), _query(request, **{name: None}))
                 for name in DIMENSIONS
                 if getattr(filters, name) is not None
             ],
@@ -441,17 +568,21 @@ class ConversionDashboardAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/feedback_app/dashboard.html", context)
 
     def csv_view(self, request: HttpRequest, by: str) -> HttpResponse:
+        """One breakdown (or the time series, ``day`` or ``hour``) as CSV, with a total line."""
         if not self.has_view_permission(request):
             raise PermissionDenied
-        if by not in (*TABLES, "day"):
+        if by not in (*TABLES, "day", HOUR):
             return HttpResponse(status=404)
-        _form, filters, _span = self._filters(request)
+        form = DashboardForm(request.GET)
+        filters, _span = form.report_filters(timezone.now())
         report = conversion_report(filters, by)
         response = HttpResponse(content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="conversion-by-{by}.csv"'
         writer = csv.writer(response)
         writer.writerow([by, *CSV_FIELDS])
         for row in report.rows:
-            writer.writerow([row.key, *(getattr(row.totals, name) for name in CSV_FIELDS)])
+            writer.writerow(
+                [csv_cell(row.key), *(getattr(row.totals, name) for name in CSV_FIELDS)]
+            )
         writer.writerow(["total", *(getattr(report.totals, name) for name in CSV_FIELDS)])
         return response
