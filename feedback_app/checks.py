@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+import phonenumbers
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 from django.utils.module_loading import import_string
 
 from .conf import BUILTIN_BACKENDS, DEFAULTS, app_settings
+from .schedules import SCHEDULES
 
 PREFIX = "feedback_app"
 
@@ -54,10 +57,36 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list:
             )
     errors += _check_providers(app_settings.PROVIDERS)
     errors += _check_windows(app_settings.FEEDBACK_WINDOWS)
+    errors += _check_window_keys(app_settings.FEEDBACK_WINDOWS, app_settings.PROVIDERS)
     errors += _check_retry(app_settings.RETRY)
-    errors += _check_positive_ints(["CLAIM_TIMEOUT", "SWEEP_BATCH", "SWEEP_GRACE", "EXPIRE_BATCH"])
+    errors += _check_positive_ints(POSITIVE_INTS)
+    errors += _check_schedules(app_settings.SCHEDULES)
+    errors += _check_default_region(app_settings.DEFAULT_REGION)
+    errors += _check_retention(app_settings.RETENTION_DAYS)
+    errors += _check_two_factor(app_settings.TWO_FACTOR, app_settings.PROVIDERS)
+    errors += _check_alerts(app_settings.ALERTS)
     errors += _check_q_cluster()
     return errors
+
+
+#: Settings that must be positive integers (E011).
+POSITIVE_INTS = [
+    "CLAIM_TIMEOUT",
+    "SWEEP_BATCH",
+    "SWEEP_GRACE",
+    "EXPIRE_BATCH",
+    "POLL_BATCH",
+    "POLL_MAX_AGE",
+    "SYNC_STALE_AFTER",
+    "SYNC_MAX_AGE",
+    "IDEMPOTENCY_TTL",
+]
+
+_SLUG = re.compile(r"^[-a-zA-Z0-9_]+\Z")
+
+
+def _is_positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def _check_providers(providers: Any) -> list:
@@ -120,14 +149,19 @@ def _check_retry(retry: Any) -> list:
     bad = [
         k
         for k, v in retry.items()
-        if isinstance(v, bool) or not isinstance(v, int | float) or v <= 0
+        if isinstance(v, bool)
+        or not isinstance(v, int | float)
+        or v <= 0
+        # A count of attempts: 2.5 would silently mean 3.
+        or (k == "MAX_ATTEMPTS" and not isinstance(v, int))
     ]
     unknown = [k for k in retry if k not in DEFAULTS["RETRY"]]
     if bad or unknown:
         return [
             Error(
                 f"FEEDBACK_APP['RETRY'] has bad values: {', '.join(bad + unknown)}.",
-                hint=f"Known keys, each a positive number: {', '.join(DEFAULTS['RETRY'])}.",
+                hint=f"Known keys, each a positive number: {', '.join(DEFAULTS['RETRY'])}; "
+                "MAX_ATTEMPTS a whole number.",
                 id=f"{PREFIX}.E010",
             )
         ]
@@ -136,11 +170,191 @@ def _check_retry(retry: Any) -> list:
 
 def _check_positive_ints(names: list[str]) -> list:
     return [
-        Error(f"FEEDBACK_APP['{name}'] must be a positive integer.", id=f"{PREFIX}.E011")
+        Error(
+            f"FEEDBACK_APP['{name}'] must be a positive integer.",
+            hint=f"Leave it out for the default ({DEFAULTS[name]}).",
+            id=f"{PREFIX}.E011",
+        )
         for name in names
-        if isinstance(getattr(app_settings, name), bool)
-        or not isinstance(getattr(app_settings, name), int)
-        or getattr(app_settings, name) <= 0
+        if not _is_positive_int(getattr(app_settings, name))
+    ]
+
+
+def _check_window_keys(windows: Any, providers: Any) -> list:
+    """Keys are "*", "<provider>", "*:<purpose>" or "<provider>:<purpose>" (conf.feedback_window).
+
+    A malformed key never matches (an error). One naming a provider that is neither configured
+    nor built in is most likely a typo ("twillio"), and its messages silently get another
+    window (a warning). A built-in provider not configured here is fine: history recorded for
+    it (the demo's) still uses its window.
+    """
+    if not isinstance(windows, dict) or not isinstance(providers, dict) or not providers:
+        return []  # E009, E005
+    malformed, unconfigured = [], []
+    for key in windows:
+        if not isinstance(key, str):
+            malformed.append(repr(key))
+            continue
+        provider, colon, purpose = key.partition(":")
+        if not provider or (colon and not _SLUG.match(purpose)):
+            malformed.append(repr(key))
+        elif provider != "*" and provider not in providers and provider not in BUILTIN_BACKENDS:
+            unconfigured.append(repr(key))
+    hint = (
+        'Keys are "*", "<provider>", "*:<purpose>" or "<provider>:<purpose>", with a provider '
+        "key of PROVIDERS and a purpose slug."
+    )
+    issues: list = []
+    if malformed:
+        issues.append(
+            Error(
+                f"FEEDBACK_APP['FEEDBACK_WINDOWS'] has malformed keys: {', '.join(malformed)}.",
+                hint=hint,
+                id=f"{PREFIX}.E012",
+            )
+        )
+    if unconfigured:
+        issues.append(
+            Warning(
+                "FEEDBACK_APP['FEEDBACK_WINDOWS'] has keys naming a provider that is neither "
+                f"in PROVIDERS nor built in: {', '.join(unconfigured)}.",
+                hint=hint,
+                id=f"{PREFIX}.W004",
+            )
+        )
+    return issues
+
+
+def _check_schedules(schedules: Any) -> list:
+    known = [name.removeprefix("feedback_app.") for name in SCHEDULES]
+    hint = f"A dict of schedule name to minutes (a positive integer); names: {', '.join(known)}."
+    if not isinstance(schedules, dict):
+        return [Error("FEEDBACK_APP['SCHEDULES'] must be a dict.", hint=hint, id=f"{PREFIX}.E013")]
+    bad = [
+        repr(name)
+        for name, minutes in schedules.items()
+        if name not in known or not _is_positive_int(minutes)
+    ]
+    if not bad:
+        return []
+    return [
+        Error(
+            f"FEEDBACK_APP['SCHEDULES'] has bad entries: {', '.join(bad)}.",
+            hint=hint,
+            id=f"{PREFIX}.E013",
+        )
+    ]
+
+
+def _check_default_region(region: Any) -> list:
+    if region is None or region in phonenumbers.SUPPORTED_REGIONS:
+        return []
+    return [
+        Error(
+            f"FEEDBACK_APP['DEFAULT_REGION'] {region!r} is not a region phonenumbers knows.",
+            hint='An upper-case ISO 3166 code such as "US" or "GB", or None to require E.164 '
+            "numbers (+<country code>...).",
+            id=f"{PREFIX}.E014",
+        )
+    ]
+
+
+def _check_retention(days: Any) -> list:
+    if days is None or _is_positive_int(days):
+        return []
+    return [
+        Error(
+            "FEEDBACK_APP['RETENTION_DAYS'] must be a positive integer or None.",
+            hint="Days a message is kept before feedback_purge deletes it; None keeps everything.",
+            id=f"{PREFIX}.E015",
+        )
+    ]
+
+
+def _check_two_factor(config: Any, providers: Any) -> list:
+    hint = (
+        'For example {"PROVIDER": "twilio", "PURPOSE": "2fa", "BODY": "Your code is {token}"}: '
+        "PROVIDER a key of PROVIDERS (or None when the two-factor gateway is not used), "
+        "PURPOSE a slug, SENDER a string or None, BODY a string with {token}."
+    )
+    if not isinstance(config, dict):
+        return [Error("FEEDBACK_APP['TWO_FACTOR'] must be a dict.", hint=hint, id=f"{PREFIX}.E016")]
+    problems = [f"unknown key {key!r}" for key in config if key not in DEFAULTS["TWO_FACTOR"]]
+    provider = config.get("PROVIDER")
+    configured = providers if isinstance(providers, dict) else {}
+    if provider is not None and (not isinstance(provider, str) or provider not in configured):
+        problems.append(f"PROVIDER {provider!r} is not configured")
+    purpose = config.get("PURPOSE")
+    if not isinstance(purpose, str) or not _SLUG.match(purpose):
+        problems.append(f"PURPOSE {purpose!r} is not a slug")
+    sender = config.get("SENDER")
+    if sender is not None and not isinstance(sender, str):
+        problems.append("SENDER is not a string")
+    body = config.get("BODY")
+    if not isinstance(body, str) or "{token}" not in body:
+        problems.append("BODY is not a string with {token}")
+    elif not _formats(body):
+        problems.append("BODY has other {placeholders} than {token}")
+    if not problems:
+        return []
+    return [
+        Error(f"FEEDBACK_APP['TWO_FACTOR']: {'; '.join(problems)}.", hint=hint, id=f"{PREFIX}.E016")
+    ]
+
+
+def _formats(body: str) -> bool:
+    try:
+        body.format(token="000000")  # noqa: S106 - a placeholder, not a secret
+    except (KeyError, IndexError, ValueError):
+        return False
+    return True
+
+
+def _check_alerts(alerts: Any) -> list:
+    hint = (
+        'For example {"MIN_VOLUME": 50, "DROP": 0.3}: MIN_VOLUME a positive integer (messages '
+        "per period), DROP a fraction between 0 and 1 (0.3: alert under 70 % of the baseline)."
+    )
+    if alerts is None:  # the defaults (alerts.py reads None as {})
+        return []
+    if not isinstance(alerts, dict):
+        return [Error("FEEDBACK_APP['ALERTS'] must be a dict.", hint=hint, id=f"{PREFIX}.E017")]
+    problems = [f"unknown key {key!r}" for key in alerts if key not in DEFAULTS["ALERTS"]]
+    if "MIN_VOLUME" in alerts and not _is_positive_int(alerts["MIN_VOLUME"]):
+        problems.append(f"MIN_VOLUME {alerts['MIN_VOLUME']!r}")
+    if "DROP" in alerts:
+        drop = alerts["DROP"]
+        if isinstance(drop, bool) or not isinstance(drop, int | float) or not 0 < drop < 1:
+            problems.append(f"DROP {drop!r}")
+    if not problems:
+        return []
+    return [
+        Error(
+            f"FEEDBACK_APP['ALERTS'] has bad values: {', '.join(problems)}.",
+            hint=hint,
+            id=f"{PREFIX}.E017",
+        )
+    ]
+
+
+@register()
+def check_sqlite_transaction_mode(app_configs: Any = None, **kwargs: Any) -> list:
+    """On SQLite, confirmations are read-modify-write transactions: DEFERRED ones that collide
+    fail with "database is locked" at once instead of waiting for the lock."""
+    config = settings.DATABASES.get("default", {})
+    if "sqlite" not in str(config.get("ENGINE", "")):
+        return []
+    mode = str((config.get("OPTIONS") or {}).get("transaction_mode") or "").upper()
+    if mode in ("IMMEDIATE", "EXCLUSIVE"):  # both take the write lock at BEGIN
+        return []
+    return [
+        Warning(
+            "The default database is SQLite without OPTIONS['transaction_mode'] = 'IMMEDIATE'.",
+            hint='Set DATABASES["default"]["OPTIONS"] = {"transaction_mode": "IMMEDIATE", '
+            '"timeout": 20}: without it, concurrent confirmations fail with "database is '
+            'locked" (README, "Add it to your project").',
+            id=f"{PREFIX}.W003",
+        )
     ]
 
 

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
+
 from .conf import app_settings
+
+logger = logging.getLogger(__name__)
 
 #: name -> task function; minutes come from FEEDBACK_APP["SCHEDULES"].
 SCHEDULES: dict[str, str] = {
@@ -23,12 +28,23 @@ def _wanted(name: str, func: str) -> dict[str, Any]:
     wanted: dict[str, Any] = {
         "func": func,
         "schedule_type": Schedule.MINUTES,
-        "minutes": int(app_settings.SCHEDULES[name.removeprefix("feedback_app.")]),
+        "minutes": _minutes(name.removeprefix("feedback_app.")),
         "repeats": -1,
     }
     if app_settings.QUEUE:
         wanted["cluster"] = app_settings.QUEUE
     return wanted
+
+
+def _minutes(key: str) -> int:
+    schedules = app_settings.SCHEDULES
+    minutes = schedules.get(key) if isinstance(schedules, dict) else None
+    if not isinstance(minutes, int) or isinstance(minutes, bool) or minutes <= 0:
+        raise ImproperlyConfigured(
+            f"FEEDBACK_APP['SCHEDULES'][{key!r}] must be a positive number of minutes, "
+            f"not {minutes!r} (manage.py check reports it as feedback_app.E013)."
+        )
+    return minutes
 
 
 def outdated_schedules() -> list[str]:
@@ -49,9 +65,10 @@ def ensure_schedules() -> list[str]:
     """Create missing schedules and fix changed ones; returns the names written."""
     from django_q.models import Schedule
 
+    # Every schedule's fields first: bad settings write nothing rather than half.
+    all_wanted = {name: _wanted(name, func) for name, func in SCHEDULES.items()}
     written = []
-    for name, func in SCHEDULES.items():
-        wanted = _wanted(name, func)
+    for name, wanted in all_wanted.items():
         schedule = Schedule.objects.filter(name=name).first()
         if schedule is None:
             Schedule.objects.create(name=name, **wanted)
@@ -64,8 +81,16 @@ def ensure_schedules() -> list[str]:
 
 
 def create_schedules_after_migrate(**kwargs: Any) -> None:
-    """post_migrate receiver: once both our tables and django-q2's exist."""
+    """post_migrate receiver: once both our tables and django-q2's exist.
+
+    Bad SCHEDULES settings leave the schedules as they are, with a warning: migrate itself
+    must not fail on them (the system check reports them).
+    """
     from django.db import connection
 
-    if "django_q_schedule" in connection.introspection.table_names():
+    if "django_q_schedule" not in connection.introspection.table_names():
+        return
+    try:
         ensure_schedules()
+    except ImproperlyConfigured as exc:
+        logger.warning("feedback_app: schedules not created or updated: %s", exc)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from io import StringIO
 
 import pytest
+from django.conf import settings as django_settings
 from django.core.checks import Error, Warning, run_checks
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
@@ -159,12 +160,33 @@ def test_bad_retry_settings_are_e010_not_a_crash(feedback_app, retry):
     assert app_ids() == ["feedback_app.E010"]
 
 
+@pytest.mark.parametrize("attempts", [2.5, 3.0])
+def test_max_attempts_that_is_not_a_whole_number_is_e010(feedback_app, attempts):
+    feedback_app(RETRY={"MAX_ATTEMPTS": attempts})
+    (issue,) = app_issues()
+    assert issue.id == "feedback_app.E010"
+    assert "MAX_ATTEMPTS" in issue.msg
+
+
 def test_partial_retry_settings_merge_over_the_defaults(feedback_app):
     feedback_app(RETRY={"MAX_ATTEMPTS": 3, "BASE_DELAY": 0.5})
     assert app_ids() == []
 
 
-@pytest.mark.parametrize("name", ["CLAIM_TIMEOUT", "SWEEP_BATCH", "SWEEP_GRACE", "EXPIRE_BATCH"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "CLAIM_TIMEOUT",
+        "SWEEP_BATCH",
+        "SWEEP_GRACE",
+        "EXPIRE_BATCH",
+        "POLL_BATCH",
+        "POLL_MAX_AGE",
+        "SYNC_STALE_AFTER",
+        "SYNC_MAX_AGE",
+        "IDEMPOTENCY_TTL",
+    ],
+)
 @pytest.mark.parametrize("value", [0, -5, "10", 2.5, None, True])
 def test_bad_integer_settings_are_e011(settings, feedback_app, name, value):
     feedback_app(**{name: value})
@@ -173,6 +195,190 @@ def test_bad_integer_settings_are_e011(settings, feedback_app, name, value):
     issues = app_issues()
     assert [issue.id for issue in issues] == ["feedback_app.E011"]
     assert name in issues[0].msg
+
+
+@pytest.mark.parametrize(
+    "windows",
+    [
+        {"*": 600, "locmem:not a slug": 60},
+        {"*": 600, "*:": 60},
+        {"*": 600, ":otp": 60},
+        {"*": 600, "locmem:otp:login": 60},
+        {"*": 600, 5: 60},
+    ],
+)
+def test_malformed_feedback_window_keys_are_e012(feedback_app, windows):
+    feedback_app(FEEDBACK_WINDOWS=windows)
+    (issue,) = app_issues()
+    assert issue.id == "feedback_app.E012"
+    assert isinstance(issue, Error)
+    assert issue.hint
+    bad = [key for key in windows if key != "*"]
+    assert repr(bad[0]) in issue.msg
+
+
+@pytest.mark.parametrize("key", ["twillio", "twillio:otp", "aws-sms", "AWS_SMS:login"])
+def test_feedback_window_keys_naming_an_unknown_provider_are_w004(feedback_app, key):
+    feedback_app(FEEDBACK_WINDOWS={"*": 600, key: 60})
+    (issue,) = app_issues()
+    assert issue.id == "feedback_app.W004"
+    assert isinstance(issue, Warning)
+    assert repr(key) in issue.msg
+
+
+def test_a_window_for_a_builtin_provider_not_configured_here_is_accepted(feedback_app):
+    # The README's example does this; recorded history (the demo's) uses such windows.
+    feedback_app(FEEDBACK_WINDOWS={"*": 600, "aws_sms": 3600, "twilio:otp": 300})
+    assert app_ids() == []
+
+
+def test_feedback_window_keys_of_every_form_are_accepted(feedback_app):
+    feedback_app(
+        PROVIDERS={"locmem": {}, "silent": {"BACKEND": "tests.backends.SilentProvider"}},
+        FEEDBACK_WINDOWS={"*": 600, "locmem": 300, "silent:login": 60, "*:2fa": 120},
+    )
+    assert app_ids() == []
+
+
+@pytest.mark.parametrize(
+    "schedules",
+    [
+        {"sweep_outbox": "often"},
+        {"sweep_outbox": 0},
+        {"expire_overdue": -1},
+        {"poll_statuses": 2.5},
+        {"refresh_rollups": True},
+        {"sweep_outbox": None},
+        {"swep_outbox": 1},
+        "often",
+        [("sweep_outbox", 1)],
+    ],
+)
+def test_bad_schedules_are_e013(feedback_app, schedules):
+    feedback_app(SCHEDULES=schedules)
+    (issue,) = app_issues()
+    assert issue.id == "feedback_app.E013"
+    assert "sweep_outbox" in issue.hint
+
+
+@pytest.mark.parametrize("region", ["XX", "us", "USA", 1, ""])
+def test_default_region_phonenumbers_does_not_know_is_e014(feedback_app, region):
+    feedback_app(DEFAULT_REGION=region)
+    (issue,) = app_issues()
+    assert issue.id == "feedback_app.E014"
+    assert issue.hint
+
+
+@pytest.mark.parametrize("region", ["US", "GB", None])
+def test_a_known_default_region_or_none_is_accepted(feedback_app, region):
+    feedback_app(DEFAULT_REGION=region)
+    assert app_ids() == []
+
+
+@pytest.mark.parametrize("days", ["ninety", 0, -1, 2.5, True, "90"])
+def test_bad_retention_days_are_e015(feedback_app, days):
+    feedback_app(RETENTION_DAYS=days)
+    (issue,) = app_issues()
+    assert issue.id == "feedback_app.E015"
+    assert issue.hint
+
+
+@pytest.mark.parametrize("days", [1, 365, None])
+def test_retention_days_or_none_are_accepted(feedback_app, days):
+    feedback_app(RETENTION_DAYS=days)
+    assert app_ids() == []
+
+
+@pytest.mark.parametrize(
+    ("two_factor", "problem"),
+    [
+        ({"PROVIDER": "twilio"}, "PROVIDER 'twilio' is not configured"),
+        ({"PROVIDER": ["locmem"]}, "PROVIDER"),
+        ({"PROVIDER": "locmem", "PURPOSE": "two factor"}, "PURPOSE"),
+        ({"PROVIDER": "locmem", "SENDER": 5}, "SENDER"),
+        ({"PROVIDER": "locmem", "BODY": "Your code"}, "BODY"),
+        ({"PROVIDER": "locmem", "BODY": "{user}: {token}"}, "BODY"),
+        ({"PROVIDR": "locmem"}, "unknown key 'PROVIDR'"),
+        ("locmem", "must be a dict"),
+    ],
+)
+def test_bad_two_factor_settings_are_e016(feedback_app, two_factor, problem):
+    feedback_app(TWO_FACTOR=two_factor)
+    (issue,) = app_issues()
+    assert issue.id == "feedback_app.E016"
+    assert problem in issue.msg
+    assert issue.hint
+
+
+@pytest.mark.parametrize(
+    "two_factor",
+    [{}, {"PROVIDER": "locmem"}, {"PROVIDER": "locmem", "SENDER": "Acme", "BODY": "{token}"}],
+)
+def test_sound_two_factor_settings_are_accepted(feedback_app, two_factor):
+    feedback_app(TWO_FACTOR=two_factor)
+    assert app_ids() == []
+
+
+@pytest.mark.parametrize(
+    "alerts",
+    [
+        {"MIN_VOLUME": 0},
+        {"MIN_VOLUME": "50"},
+        {"MIN_VOLUME": 2.5},
+        {"DROP": 0},
+        {"DROP": 1},
+        {"DROP": 1.5},
+        {"DROP": "0.3"},
+        {"DROP": True},
+        {"MINVOLUME": 10},
+        ["MIN_VOLUME", 50],
+        50,
+    ],
+)
+def test_bad_alert_settings_are_e017(feedback_app, alerts):
+    feedback_app(ALERTS=alerts)
+    (issue,) = app_issues()
+    assert issue.id == "feedback_app.E017"
+    assert issue.hint
+
+
+@pytest.mark.parametrize(
+    "alerts", [{"MIN_VOLUME": 10}, {"DROP": 0.5}, {"MIN_VOLUME": 5, "DROP": 0.2}, None]
+)
+def test_sound_alert_settings_are_accepted(feedback_app, alerts):
+    feedback_app(ALERTS=alerts)
+    assert app_ids() == []
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"timeout": 20}, {"transaction_mode": "DEFERRED"}, None],
+    ids=["no-options", "no-mode", "deferred", "none"],
+)
+def test_sqlite_without_immediate_transactions_is_w003(monkeypatch, options):
+    database = {"ENGINE": "django.db.backends.sqlite3", "NAME": "db.sqlite3"}
+    if options is not None:
+        database["OPTIONS"] = options
+    # The check reads the setting only; the test's own connection is left alone.
+    monkeypatch.setattr(django_settings, "DATABASES", {"default": database})
+    issues = app_issues()
+    assert [issue.id for issue in issues] == ["feedback_app.W003"]
+    assert isinstance(issues[0], Warning)
+    assert "IMMEDIATE" in issues[0].hint and "README" in issues[0].hint
+
+
+@pytest.mark.parametrize(
+    "database",
+    [
+        {"ENGINE": "django.db.backends.sqlite3", "OPTIONS": {"transaction_mode": "IMMEDIATE"}},
+        {"ENGINE": "django.db.backends.sqlite3", "OPTIONS": {"transaction_mode": "immediate"}},
+        {"ENGINE": "django.db.backends.sqlite3", "OPTIONS": {"transaction_mode": "EXCLUSIVE"}},
+        {"ENGINE": "django.db.backends.postgresql"},
+    ],
+)
+def test_immediate_sqlite_or_another_database_has_no_w003(monkeypatch, database):
+    monkeypatch.setattr(django_settings, "DATABASES", {"default": {"NAME": "db", **database}})
+    assert app_ids() == []
 
 
 @pytest.mark.parametrize(("timeout", "retry"), [(60, 60), (60, 30)])

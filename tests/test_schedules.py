@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 from django_q.models import Schedule
 
@@ -78,3 +79,24 @@ def test_a_schedule_edited_by_hand_is_put_back():
     assert ensure_schedules() == ["feedback_app.sweep_outbox"]
     schedule = Schedule.objects.get(name="feedback_app.sweep_outbox")
     assert (schedule.minutes, schedule.repeats) == (1, -1)
+
+
+@pytest.mark.parametrize(
+    "schedules",
+    [{"sweep_outbox": "often"}, {"expire_overdue": 0}, {"poll_statuses": 2.5}, "often", [1]],
+)
+def test_migrate_with_bad_schedule_settings_warns_and_changes_nothing(settings, caplog, schedules):
+    before = ours()
+    settings.FEEDBACK_APP = {**settings.FEEDBACK_APP, "SCHEDULES": schedules}
+    call_command("migrate", verbosity=0, interactive=False)  # does not crash
+    assert ours() == before
+    assert "schedules not created or updated" in caplog.text
+    assert "feedback_app.E013" in caplog.text
+
+
+def test_ensure_schedules_with_bad_settings_names_the_setting_and_writes_nothing(settings):
+    Schedule.objects.filter(name__startswith="feedback_app.").delete()
+    settings.FEEDBACK_APP = {**settings.FEEDBACK_APP, "SCHEDULES": {"poll_statuses": "hourly"}}
+    with pytest.raises(ImproperlyConfigured, match="poll_statuses"):
+        ensure_schedules()
+    assert ours() == []
