@@ -4,6 +4,8 @@ from datetime import timedelta
 
 import pytest
 from django.core.exceptions import ValidationError
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 import feedback_app
@@ -251,6 +253,29 @@ def test_expire_overdue_works_in_batches(settings):
         make_message(sent_at=now - timedelta(hours=1))
     assert services.expire_overdue(now=now) == 5
     assert Message.objects.filter(feedback=Feedback.EXPIRED).count() == 5
+
+
+def expiry_queries(count: int) -> int:
+    """Queries expire_overdue() makes to expire ``count`` overdue messages (one batch)."""
+    now = timezone.now()
+    for _ in range(count):
+        make_message(sent_at=now - timedelta(hours=1))
+    with CaptureQueriesContext(connection) as queries:
+        assert services.expire_overdue(now=now) == count
+    assert Message.objects.filter(feedback=Feedback.EXPIRED).count() == count
+    Message.objects.all().delete()
+    return len(queries)
+
+
+def test_expire_overdue_is_set_based_its_queries_do_not_grow_with_the_backlog():
+    assert expiry_queries(10) == expiry_queries(100)
+
+
+@pytest.mark.postgres
+def test_expire_overdue_is_set_based_on_postgresql():
+    assert connection.vendor == "postgresql"
+    few, many = expiry_queries(10), expiry_queries(100)
+    assert few == many
 
 
 def test_expiry_reports_failed_to_providers_that_take_it():
