@@ -1,8 +1,9 @@
 """The dashboard in a real browser (Debian's headless Chromium through Playwright).
 
-Logs in (a session cookie), opens the dashboard, filters by clicking a country in the chart,
-checks that the tiles
-change and that the console stayed clean, and saves build/dashboard.png (kept by CI).
+Logs in (a session cookie), opens the dashboard, checks the chart text size at 1280 px, sorts
+a table, applies the filter form (7 days), filters by clicking a country in the chart (and the
+chart's bar of messages without a country), checks the tiles each time, that the console
+stayed clean, and saves build/dashboard.png (kept by CI; the README shows it).
 """
 
 from __future__ import annotations
@@ -50,6 +51,28 @@ def page(monkeypatch):
         browser.close()
 
 
+def tile_values(page) -> dict[str, str]:
+    labels = page.locator(".fa-tile-label").all_inner_texts()
+    values = page.locator(".fa-tile-value").all_inner_texts()
+    return dict(zip(labels, values, strict=True))
+
+
+def number(text: str) -> int:
+    return int(text.replace(",", ""))
+
+
+def assert_consistent(tiles: dict[str, str]) -> None:
+    """The tiles are non-zero and agree with one another."""
+    attempted, confirmed = number(tiles["Attempted"]), number(tiles["Confirmed"])
+    delivered = number(tiles["Delivered OK"])
+    assert 0 < confirmed <= attempted and 0 < delivered <= attempted
+    assert number(tiles["Late conversions"]) <= confirmed
+    assert 0 < number(tiles["Expired"]) <= attempted - confirmed + number(tiles["Late conversions"])
+    assert tiles["Conversion rate"] == f"{confirmed / attempted * 100:.1f} %"
+    assert tiles["Delivery rate"] == f"{delivered / attempted * 100:.1f} %"
+    assert tiles["Median time to confirm"] != "–" and tiles["p90 time to confirm"] != "–"
+
+
 def test_filter_by_clicking_a_country(live_server, django_user_model, page):
     demo.seed(days=30, messages=3000)
     rollups.refresh()
@@ -76,22 +99,78 @@ def test_filter_by_clicking_a_country(live_server, django_user_model, page):
 
     page.on("console", console)
     page.on("pageerror", lambda error: errors.append(str(error)))
+    dashboard = f"{live_server.url}{reverse('admin:feedback_app_conversiondashboard_changelist')}"
 
-    page.goto(f"{live_server.url}{reverse('admin:feedback_app_conversiondashboard_changelist')}")
-    attempted = page.locator(".fa-tile-value").first
-    before = attempted.inner_text()
-    assert int(before.replace(",", "")) == 3000
+    page.goto(dashboard)
+    assert page.locator("select[name=range]").input_value() == "30d"
+    before = tile_values(page)
+    assert number(before["Attempted"]) == 3000
+    assert_consistent(before)
 
-    country = page.locator('svg a.fa-country:not([data-country=""])').nth(1)
+    # Every chart's text is drawn at 11 px or more at 1280 px wide (the viewport).
+    sizes = page.evaluate(
+        """() => [...document.querySelectorAll('svg.fa-chart text')].map(
+            (text) => parseFloat(getComputedStyle(text).fontSize) * text.getScreenCTM().a)"""
+    )
+    assert len(sizes) > 20 and min(sizes) >= 11, min(sizes)
+
+    # The time series as a table, folded away until asked for.
+    assert not page.locator("#fa-series-rows").is_visible()
+    page.locator(".fa-series-table summary").click()
+    series = page.locator("#fa-series-rows tbody tr")
+    assert series.count() == 31  # 30 days up to now touch 31 dates
+    assert (
+        sum(
+            number(cell)
+            for cell in page.locator("#fa-series-rows tbody td:nth-child(2)").all_inner_texts()
+        )
+        == 3000
+    )
+
+    # The tables sort by a click on a heading, each way.
+    attempted = "#fa-by-country td:nth-child(2)"
+    page.locator("#fa-by-country thead th:nth-child(2) button").click()
+    ascending = [number(text) for text in page.locator(attempted).all_inner_texts()]
+    assert ascending == sorted(ascending) and ascending[0] < ascending[-1]
+    page.locator("#fa-by-country thead th:nth-child(2) button").click()
+    descending = [number(text) for text in page.locator(attempted).all_inner_texts()]
+    assert descending == sorted(ascending, reverse=True)
+    assert page.locator("#fa-by-country thead th:nth-child(2)").get_attribute("aria-sort") == (
+        "descending"
+    )
+
+    # "Apply" with the form as it stands: 7 days, nothing else typed in.
+    page.select_option("select[name=range]", "7d")
+    page.click("input[type=submit]")
+    page.wait_for_url("**range=7d**")
+    week = tile_values(page)
+    assert_consistent(week)
+    assert 0 < number(week["Attempted"]) < 3000
+    assert page.locator("select[name=range]").input_value() == "7d"
+    assert page.locator(".fa-chip").count() == 0
+
+    # Click a country in the chart: the page is filtered by it.
+    page.goto(dashboard)
+    country = page.locator('svg a.fa-country:not([data-country="__none__"])').nth(1)
     code = country.get_attribute("data-country")
     country.click()
     page.wait_for_url(f"**country={code}**")
-    after = attempted.inner_text()
-    assert after != before and 0 < int(after.replace(",", "")) < 3000
+    after = tile_values(page)
+    assert after != before and 0 < number(after["Attempted"]) < 3000
+    assert_consistent(after)
     assert page.locator(".fa-chip").first.inner_text().startswith(f"country: {code}")
 
+    # Chat messages have no country: their bar filters on exactly those.
+    page.goto(dashboard)
+    blank = page.locator('svg a.fa-country[data-country="__none__"]')
+    expected = page.locator('#fa-by-country tr:has(a[data-value="__none__"]) td').first.inner_text()
+    blank.click()
+    page.wait_for_url("**country=__none__**")
+    assert tile_values(page)["Attempted"] == expected
+    assert page.locator(".fa-chip").first.inner_text().startswith("country: (none)")
+
     SCREENSHOT.parent.mkdir(exist_ok=True)
-    page.goto(f"{live_server.url}{reverse('admin:feedback_app_conversiondashboard_changelist')}")
+    page.goto(dashboard)
     page.screenshot(path=str(SCREENSHOT), full_page=True)
     assert errors == []
     assert os.path.getsize(SCREENSHOT) > 10_000
