@@ -12,10 +12,11 @@ from ..base import FeedbackCommand
 
 class Command(FeedbackCommand):
     help = (
-        "Create the django-q2 schedules the app needs (sweep_outbox, expire_overdue, "
-        "poll_statuses; minutes from the SCHEDULES setting, cluster from QUEUE) or fix ones "
-        "that differ. migrate does the same. With --check, only report: exit status 1 when a "
-        "schedule is missing or differs."
+        "Create the django-q2 schedules the app needs ("
+        + ", ".join(name.removeprefix("feedback_app.") for name in schedules.SCHEDULES)
+        + "; minutes from the SCHEDULES setting, cluster from QUEUE) or fix ones that differ. "
+        "migrate does the same. With --check, only report: exit status 1 when a schedule is "
+        "missing or differs."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
