@@ -89,6 +89,9 @@ DEFAULTS: dict[str, Any] = {
     "CONFIRM_INVALID_URL": None,
     # Seconds an ``Idempotency-Key`` is remembered (its first response is replayed).
     "IDEMPOTENCY_TTL": 86400,
+    # Seconds after which a key whose first request never finished (its process died) is
+    # taken over by a retry instead of answering 409. Keep it above the longest request.
+    "IDEMPOTENCY_CLAIM_TIMEOUT": 300,
     # The dashboard's alerts: a country or sender whose conversion rate over the last 24 hours
     # is below its own rate over the 30 days before by more than DROP (0.3: under 70 % of it),
     # when both periods have at least MIN_VOLUME messages (fewer are noise).
