@@ -6,6 +6,7 @@ A token is the message's UUID signed with ``django.core.signing`` (HMAC-SHA256 o
 so no other signed value of the site is a token. It carries no deadline: the message's own
 ``feedback_deadline`` is read when the token is used, so the token can be made before the
 message is tracked (from the id passed to ``track(message_id=...)``) and put in its body.
+``confirmation_url`` is the absolute link ``c/<token>/`` for that body.
 """
 
 from __future__ import annotations
@@ -15,8 +16,12 @@ import binascii
 import uuid
 
 from django.core import signing
+from django.core.exceptions import ImproperlyConfigured
+from django.http import HttpRequest
+from django.urls import reverse
 from django.utils import timezone
 
+from .conf import app_settings
 from .models import Message
 
 #: Salt of the signature; changing it invalidates every token issued.
@@ -48,6 +53,21 @@ def confirmation_token(message: Message | uuid.UUID | str) -> str:
     return _signer().sign(encoded)
 
 
+def confirmation_url(message: Message | uuid.UUID | str, request: HttpRequest | None = None) -> str:
+    """The absolute confirmation link (``c/<token>/``) of ``message``, for its body.
+
+    Built on ``FEEDBACK_APP["PUBLIC_URL"]`` when it is set, else on ``request``'s host.
+    """
+    path = reverse("feedback_app:confirm-link", args=[confirmation_token(message)])
+    if app_settings.PUBLIC_URL:
+        return str(app_settings.PUBLIC_URL).rstrip("/") + path
+    if request is None:
+        raise ImproperlyConfigured(
+            "confirmation_url() needs FEEDBACK_APP['PUBLIC_URL'] or a request to build a link."
+        )
+    return request.build_absolute_uri(path)
+
+
 def message_id_from_token(token: str) -> uuid.UUID:
     """The UUID a token was made for. Raises ``InvalidToken``; does not look at the database."""
     if not isinstance(token, str) or len(token) > 200:
@@ -75,6 +95,7 @@ __all__ = [
     "ExpiredToken",
     "InvalidToken",
     "confirmation_token",
+    "confirmation_url",
     "message_from_token",
     "message_id_from_token",
 ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.core.exceptions import NON_FIELD_ERRORS, ObjectDoesNotExist
+from django.core.exceptions import NON_FIELD_ERRORS, ObjectDoesNotExist, RequestDataTooBig
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
@@ -48,6 +48,14 @@ class ProviderRejected(exceptions.APIException):
     default_code = "provider_rejected"
 
 
+class RequestTooLarge(exceptions.APIException):
+    """The body is over Django's ``DATA_UPLOAD_MAX_MEMORY_SIZE``; it was not read."""
+
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = _("The request body is too large.")
+    default_code = "request_too_large"
+
+
 class InvalidConfirmationToken(exceptions.APIException):
     """Bad, foreign or tampered (``invalid_token``) or past its window (``token_expired``)."""
 
@@ -80,6 +88,9 @@ def _as_api_exception(exc: Exception) -> Exception:
         return exceptions.NotFound()
     if isinstance(exc, DjangoPermissionDenied):
         return exceptions.PermissionDenied()
+    if isinstance(exc, RequestDataTooBig):
+        # Raised when DRF reads the body for the JSON parser; Django would answer an HTML 400.
+        return RequestTooLarge()
     if isinstance(exc, RetryableError):
         logger.warning("provider unavailable: %s", exc)
         return ProviderUnavailable()

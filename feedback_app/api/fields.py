@@ -50,6 +50,10 @@ class StrictSlugField(StrictStringMixin, serializers.SlugField):
     pass
 
 
+class StrictUUIDField(StrictStringMixin, serializers.UUIDField):
+    """A UUID written as a string: not the integer DRF would also take."""
+
+
 class StrictBooleanField(serializers.BooleanField):
     """Only ``true`` and ``false``: not ``"yes"``, ``1`` or ``"on"``."""
 

@@ -49,3 +49,25 @@ class CanConfirmMessages(HasModelPermission):
 class CanViewReport(HasModelPermission):
     permission = "feedback_app.view_report"
     message = _("You may not view the conversion report.")
+
+
+class CanUseTheAPI(BasePermission):
+    """Any one of the permissions the API's endpoints need: for its schema and docs page.
+
+    Every logged-in user of the site need not learn the API's shape, only its users.
+    """
+
+    permissions = (
+        CanViewMessages.permission,
+        CanTrackMessages.permission,
+        CanSendMessages.permission,
+        CanConfirmMessages.permission,
+        CanViewReport.permission,
+    )
+    message = _("You may not use this API.")
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        user = request.user
+        if not (user and user.is_authenticated):
+            return False
+        return any(user.has_perm(permission) for permission in self.permissions)

@@ -8,7 +8,8 @@ The docs page loads Swagger UI from drf-spectacular-sidecar's static files: no C
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.openapi import AutoSchema
@@ -16,13 +17,15 @@ from drf_spectacular.renderers import OpenApiJsonRenderer
 from drf_spectacular.settings import patched_settings
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
-from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from .. import __version__
 from .idempotency import HEADER, KEY_PATTERN, MAX_KEY_LENGTH, REPLAYED_HEADER
+from .permissions import CanUseTheAPI
 from .serializers import ErrorSerializer
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 SCHEMA_SETTINGS: dict[str, Any] = {
     "TITLE": "feedback_app API",
@@ -52,12 +55,16 @@ SCHEMA_SETTINGS: dict[str, Any] = {
 _ERROR_DESCRIPTIONS: dict[int, str] = {
     400: "Invalid request: malformed JSON, wrong type, unknown value, bad header. "
     "Nothing was written.",
-    401: "Not authenticated.",
+    401: "Not authenticated (see the WWW-Authenticate header).",
     403: "Authenticated without the permission this endpoint needs (whatever the id).",
     404: "No such message (or a bad cursor).",
+    406: "The Accept header allows no type this API answers with (application/json).",
     409: "A request with this Idempotency-Key is still running.",
+    413: "The request body is larger than the site's DATA_UPLOAD_MAX_MEMORY_SIZE.",
+    415: "The body is not application/json.",
     422: "This Idempotency-Key was used with a different body.",
-    429: "Throttled; see the Retry-After header.",
+    429: "Throttled: by the endpoint's scope (feedback_app.send, feedback_app.confirm) or, "
+    "on endpoints without one, by the host's DEFAULT_THROTTLE_CLASSES. See Retry-After.",
     502: "The provider refused the message (permanent error). Nothing was written.",
     503: "The provider is unavailable (retryable error). Nothing was written.",
 }
@@ -70,6 +77,37 @@ def errors(*statuses: int) -> dict[int, OpenApiResponse]:
         for code in statuses
     }
 
+
+#: Response headers of the errors that carry one (401, 429).
+ERROR_HEADERS = [
+    OpenApiParameter(
+        "WWW-Authenticate",
+        str,
+        OpenApiParameter.HEADER,
+        response=[401],
+        description="The authentication scheme to use (`Token`), when the host's first "
+        "authentication class names one.",
+    ),
+    OpenApiParameter(
+        "Retry-After",
+        int,
+        OpenApiParameter.HEADER,
+        response=[429],
+        description="Seconds to wait before trying again.",
+    ),
+]
+
+#: Response headers of a 201 from track or send.
+CREATED_HEADERS = [
+    OpenApiParameter(
+        REPLAYED_HEADER,
+        {"type": "string", "enum": ["true"]},
+        OpenApiParameter.HEADER,
+        response=[201],
+        description="Present on a replay: the first response to this Idempotency-Key, sent "
+        "again; nothing was written or sent this time.",
+    ),
+]
 
 IDEMPOTENCY_KEY = OpenApiParameter(
     HEADER,
@@ -91,11 +129,23 @@ def only_this_api(endpoints: list[tuple[Any, ...]], **kwargs: Any) -> list[tuple
     ]
 
 
-class FilteredSchema(AutoSchema):
-    """Documents the filter backends of a view that is not a list (the report)."""
+def documented(**kwargs: Any) -> Callable[[F], F]:
+    """``extend_schema`` for a view method, built on drf-spectacular's AutoSchema.
 
-    def get_filter_backends(self) -> list[Any]:
-        return getattr(self.view, "filter_backends", [])
+    ``extend_schema`` builds on the method's own schema if it has one, else on DRF's
+    DEFAULT_SCHEMA_CLASS as it is at import; a host that leaves that unset (DRF's own
+    AutoSchema) would get a schema view that fails. Naming ours first makes it independent.
+    """
+    decorate = extend_schema(**kwargs)
+
+    def decorator(method: F) -> F:
+        context = getattr(method, "kwargs", None)
+        if context is None:
+            method.kwargs = context = {}  # type: ignore[attr-defined]
+        context.setdefault("schema", AutoSchema)
+        return decorate(method)
+
+    return decorator
 
 
 def openapi_schema() -> dict[str, Any]:
@@ -111,14 +161,14 @@ def openapi_schema() -> dict[str, Any]:
 class SchemaView(SpectacularAPIView):
     """``GET api/schema/``: OpenAPI 3, YAML or JSON by content negotiation (``?format=json``)."""
 
-    permission_classes = [IsAuthenticated]
+    permission_classes = [CanUseTheAPI]
     custom_settings = SCHEMA_SETTINGS
 
 
 class DocsView(SpectacularSwaggerView):
     """``GET api/docs/``: Swagger UI from local static files."""
 
-    permission_classes = [IsAuthenticated]
+    permission_classes = [CanUseTheAPI]
     url_name = "feedback_app:api-schema"
     title = SCHEMA_SETTINGS["TITLE"]
 

@@ -6,14 +6,18 @@ only, and a send's body is read and never shown.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django.utils.translation import gettext_lazy as _
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from ..models import Message, MessageEvent
+from ..providers.base import get_provider
 from ..reports import BREAKDOWNS
 from ..states import Channel, Delivery
+from ..tokens import confirmation_token, confirmation_url
 from .fields import (
     AwareDateTimeField,
     MetadataField,
@@ -21,6 +25,7 @@ from .fields import (
     StrictBooleanField,
     StrictCharField,
     StrictSlugField,
+    StrictUUIDField,
 )
 
 # -- what the API shows ------------------------------------------------------------------------
@@ -70,19 +75,31 @@ class MessageSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class CreatedMessageSerializer(MessageSerializer):
+    """What track and send answer: the message, and the token that confirms it."""
+
+    confirmation_token = serializers.SerializerMethodField(
+        help_text=_(
+            "Confirms this message, until its feedback window closes: "
+            "POST api/confirm/{token}/ or the link c/{token}/. A credential: give it only "
+            "to the recipient."
+        )
+    )
+
+    class Meta(MessageSerializer.Meta):
+        fields = [*MessageSerializer.Meta.fields, "confirmation_token"]
+        read_only_fields = fields
+
+    def get_confirmation_token(self, message: Message) -> str:
+        return confirmation_token(message)
+
+
 class MessageDetailSerializer(MessageSerializer):
     events = MessageEventSerializer(many=True, read_only=True, help_text=_("Oldest first."))
 
     class Meta(MessageSerializer.Meta):
         fields = [*MessageSerializer.Meta.fields, "events"]
         read_only_fields = fields
-
-
-class TransitionResultSerializer(serializers.Serializer):
-    changed = serializers.BooleanField(
-        help_text=_("True when this request made the change; false when it was already made.")
-    )
-    message = MessageSerializer()
 
 
 class PublicMessageSerializer(serializers.ModelSerializer):
@@ -92,6 +109,39 @@ class PublicMessageSerializer(serializers.ModelSerializer):
         model = Message
         fields = ["id", "feedback", "confirmed_at", "confirmed_late"]
         read_only_fields = fields
+
+
+@extend_schema_field(
+    {
+        # anyOf, not oneOf: a whole Message also matches PublicMessage.
+        "anyOf": [
+            {"$ref": "#/components/schemas/Message"},
+            {"$ref": "#/components/schemas/PublicMessage"},
+        ],
+        "description": "The whole message for a user with `feedback_app.view_message`; "
+        "otherwise only its id and state (`PublicMessage`).",
+    }
+)
+class TransitionMessageField(serializers.Field):
+    """The message after a transition, shown in full only to users who may view messages."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(read_only=True, **kwargs)
+
+    def to_representation(self, message: Message) -> dict[str, Any]:
+        full = self.context.get("full", False)
+        serializer = MessageSerializer if full else PublicMessageSerializer
+        return serializer(message).data
+
+
+class TransitionResultSerializer(serializers.Serializer):
+    """The answer to a confirm or fail."""
+
+    # context={"full": True} shows the whole message (TransitionMessageField).
+    changed = serializers.BooleanField(
+        help_text=_("True when this request made the change; false when it was already made.")
+    )
+    message = TransitionMessageField()
 
 
 class TokenConfirmationSerializer(serializers.Serializer):
@@ -111,9 +161,30 @@ def _provider_field(**kwargs: Any) -> serializers.ChoiceField:
     )
 
 
+_MESSAGE_ID_HELP = _(
+    "Choose the message's id yourself (default: a new one), for example to have made its "
+    "confirmation token before. Must not be in use."
+)
+
+
+def _message_id_field() -> StrictUUIDField:
+    return StrictUUIDField(required=False, help_text=_MESSAGE_ID_HELP)
+
+
+def _unused_message_id(value: uuid.UUID) -> uuid.UUID:
+    # Checked here because the database would report it as a duplicate provider_message_id,
+    # and for a send only after the provider had sent the message.
+    if Message.objects.filter(pk=value).exists():
+        raise serializers.ValidationError(
+            _("A message with this id exists already."), code="duplicate"
+        )
+    return value
+
+
 class TrackSerializer(serializers.Serializer):
     """The arguments of ``track()``: a message the caller sent itself."""
 
+    message_id = _message_id_field()
     provider = _provider_field()
     provider_message_id = StrictCharField(max_length=128)
     to = StrictCharField(write_only=True, max_length=1024, help_text=_TO_HELP)
@@ -126,17 +197,38 @@ class TrackSerializer(serializers.Serializer):
     delivery_status = serializers.ChoiceField(choices=Delivery.choices, default=Delivery.QUEUED)
     provider_status = StrictCharField(max_length=64, allow_blank=True, default="")
 
+    def validate_message_id(self, value: uuid.UUID) -> uuid.UUID:
+        return _unused_message_id(value)
+
+
+#: Longest body passed to a provider (Twilio's limit), placeholders replaced.
+BODY_MAX_LENGTH = 1600
+#: Replaced in a send's body by the message's confirmation link and token.
+LINK_PLACEHOLDER = "{link}"
+TOKEN_PLACEHOLDER = "{token}"  # noqa: S105 (a placeholder, not a secret)
+
 
 class SendSerializer(serializers.Serializer):
-    """The arguments of ``send()``. The body is passed to the provider and never stored."""
+    """The arguments of ``send()``. The body is passed to the provider and never stored.
 
+    ``{link}`` and ``{token}`` in the body become the message's confirmation link and token,
+    so a caller without the Python API can put them in the message.
+    """
+
+    # The link is built on PUBLIC_URL or on context["request"].
+
+    message_id = _message_id_field()
     provider = _provider_field()
     to = StrictCharField(write_only=True, max_length=1024, help_text=_TO_HELP)
     body = StrictCharField(
         write_only=True,
-        max_length=1600,
+        max_length=BODY_MAX_LENGTH,
         trim_whitespace=False,
-        help_text=_("Sent to the provider; never stored, logged or returned."),
+        help_text=_(
+            "Sent to the provider; never stored, logged or returned. `{link}` becomes the "
+            "message's confirmation link (c/{token}/, absolute), `{token}` its confirmation "
+            "token; at most 1600 characters once they are replaced."
+        ),
     )
     purpose = StrictSlugField(max_length=64, default="otp")
     channel = serializers.ChoiceField(choices=Channel.choices, default=Channel.SMS)
@@ -144,6 +236,47 @@ class SendSerializer(serializers.Serializer):
         max_length=256, required=False, help_text=_("Default: the provider's own choice.")
     )
     metadata = MetadataField(required=False)
+
+    def validate_message_id(self, value: uuid.UUID) -> uuid.UUID:
+        return _unused_message_id(value)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        # Here, not at the provider: an unsupported channel is the caller's mistake (400),
+        # while the provider's refusal would be a 502.
+        channels = getattr(get_provider(attrs["provider"]), "channels", None)
+        if channels is not None and attrs["channel"] not in channels:
+            raise serializers.ValidationError(
+                {
+                    "channel": serializers.ErrorDetail(
+                        _("The provider %(provider)s does not send %(channel)s messages.")
+                        % {"provider": attrs["provider"], "channel": attrs["channel"]},
+                        code="unsupported_channel",
+                    )
+                }
+            )
+        body = attrs["body"]
+        if LINK_PLACEHOLDER in body or TOKEN_PLACEHOLDER in body:
+            # The token is bound to the id, so the id is chosen here, before sending.
+            message_id = attrs.setdefault("message_id", uuid.uuid4())
+            if LINK_PLACEHOLDER in body:
+                link = confirmation_url(message_id, self.context.get("request"))
+                body = body.replace(LINK_PLACEHOLDER, link)
+            body = body.replace(TOKEN_PLACEHOLDER, confirmation_token(message_id))
+            if len(body) > BODY_MAX_LENGTH:
+                raise serializers.ValidationError(
+                    {
+                        "body": serializers.ErrorDetail(
+                            _(
+                                "With the link or token in it, the body is longer than "
+                                "%(max)d characters."
+                            )
+                            % {"max": BODY_MAX_LENGTH},
+                            code="max_length",
+                        )
+                    }
+                )
+            attrs["body"] = body
+        return attrs
 
 
 class TransitionSerializer(serializers.Serializer):

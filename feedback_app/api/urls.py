@@ -1,10 +1,10 @@
 """API URLs, mounted under ``api/`` by ``feedback_app.urls`` (so named ``feedback_app:api-...``)."""
 
-from django.urls import path
+from django.urls import path, re_path
 from rest_framework.routers import SimpleRouter
 
 from .schema import DocsView, SchemaView
-from .views import ConfirmTokenView, MessageViewSet, ReportView
+from .views import ConfirmTokenView, MessageViewSet, NotFoundView, ReportView
 
 router = SimpleRouter()
 router.register("messages", MessageViewSet, basename="api-message")
@@ -15,4 +15,6 @@ urlpatterns = [
     path("stats/", ReportView.as_view(), name="api-stats"),
     path("schema/", SchemaView.as_view(), name="api-schema"),
     path("docs/", DocsView.as_view(), name="api-docs"),
+    # Last: anything else under api/ is a JSON 404, not Django's HTML page or a redirect.
+    re_path(r"^.*$", NotFoundView.as_view(), name="api-not-found"),
 ]

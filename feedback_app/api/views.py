@@ -11,9 +11,12 @@ from typing import Any
 
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
+from django.urls import Resolver404, resolve
+from django.utils.translation import gettext as _
 from django_filters.rest_framework import DjangoFilterBackend
 from django_filters.utils import translate_validation
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.utils import OpenApiResponse, extend_schema_view
 from rest_framework import exceptions, status
 from rest_framework.decorators import action
 from rest_framework.permissions import AllowAny, BasePermission
@@ -34,7 +37,7 @@ from .filters import MessageFilter
 from .idempotency import idempotent
 from .pagination import MessageCursorPagination
 from .parsers import JSONParser
-from .schema import IDEMPOTENCY_KEY, FilteredSchema, errors
+from .schema import CREATED_HEADERS, ERROR_HEADERS, IDEMPOTENCY_KEY, documented, errors
 from .throttling import ConfirmThrottle, SendThrottle
 
 
@@ -42,30 +45,42 @@ class FeedbackAPIView:
     """What every view of the API shares, whatever the host's DRF defaults are."""
 
     parser_classes = [JSONParser]
+    # drf-spectacular's, whatever the host's DEFAULT_SCHEMA_CLASS: DRF's own cannot build
+    # this schema (api/schema/ would fail).
+    schema = AutoSchema()
 
     def get_exception_handler(self) -> Any:
         return exception_handler
 
 
 @extend_schema_view(
-    list=extend_schema(
+    list=documented(
         operation_id="messages_list",
         summary="List messages, newest first",
-        responses={200: serializers.MessageSerializer(many=True), **errors(400, 401, 403, 404)},
+        parameters=ERROR_HEADERS,
+        responses={
+            200: serializers.MessageSerializer(many=True),
+            **errors(400, 401, 403, 404, 406, 429),
+        },
     ),
-    retrieve=extend_schema(
+    retrieve=documented(
         operation_id="messages_retrieve",
         summary="One message with its event history",
-        responses={200: serializers.MessageDetailSerializer, **errors(401, 403, 404)},
+        parameters=ERROR_HEADERS,
+        responses={
+            200: serializers.MessageDetailSerializer,
+            **errors(401, 403, 404, 406, 429),
+        },
     ),
-    create=extend_schema(
+    create=documented(
         operation_id="messages_track",
         summary="Track a message the caller sent itself",
+        description="The answer carries the message's `confirmation_token`.",
         request=serializers.TrackSerializer,
-        parameters=[IDEMPOTENCY_KEY],
+        parameters=[IDEMPOTENCY_KEY, *CREATED_HEADERS, *ERROR_HEADERS],
         responses={
-            201: serializers.MessageSerializer,
-            **errors(400, 401, 403, 409, 422),
+            201: serializers.CreatedMessageSerializer,
+            **errors(400, 401, 403, 406, 409, 413, 415, 422, 429),
         },
     ),
 )
@@ -110,8 +125,10 @@ class MessageViewSet(FeedbackAPIView, GenericViewSet):
         return message
 
     def _transition_response(self, message: Message, changed: bool) -> Response:
+        # A user who may confirm but not view messages learns the state it set, nothing more.
+        full = self.request.user.has_perm(permissions.CanViewMessages.permission)
         data = {"changed": changed, "message": message}
-        return Response(serializers.TransitionResultSerializer(data).data)
+        return Response(serializers.TransitionResultSerializer(data, context={"full": full}).data)
 
     def list(self, request: Request) -> Response:
         page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
@@ -125,17 +142,21 @@ class MessageViewSet(FeedbackAPIView, GenericViewSet):
         params = serializers.TrackSerializer(data=request.data)
         params.is_valid(raise_exception=True)
         message = services.track(**params.validated_data, source=Source.API)
-        return Response(serializers.MessageSerializer(message).data, status.HTTP_201_CREATED)
+        return Response(serializers.CreatedMessageSerializer(message).data, status.HTTP_201_CREATED)
 
-    @extend_schema(
+    @documented(
         operation_id="messages_send",
         summary="Send a message through a provider",
-        description="The body goes to the provider and is never stored, logged or returned.",
+        description=(
+            "The body goes to the provider and is never stored, logged or returned. `{link}` "
+            "and `{token}` in it become the message's confirmation link and token; the answer "
+            "carries the token as `confirmation_token`."
+        ),
         request=serializers.SendSerializer,
-        parameters=[IDEMPOTENCY_KEY],
+        parameters=[IDEMPOTENCY_KEY, *CREATED_HEADERS, *ERROR_HEADERS],
         responses={
-            201: serializers.MessageSerializer,
-            **errors(400, 401, 403, 409, 422, 429, 502, 503),
+            201: serializers.CreatedMessageSerializer,
+            **errors(400, 401, 403, 406, 409, 413, 415, 422, 429, 502, 503),
         },
     )
     @action(
@@ -146,17 +167,21 @@ class MessageViewSet(FeedbackAPIView, GenericViewSet):
     )
     @idempotent
     def send(self, request: Request) -> Response:
-        params = serializers.SendSerializer(data=request.data)
+        params = serializers.SendSerializer(data=request.data, context={"request": request})
         params.is_valid(raise_exception=True)
         message = services.send(**params.validated_data, source=Source.API)
-        return Response(serializers.MessageSerializer(message).data, status.HTTP_201_CREATED)
+        return Response(serializers.CreatedMessageSerializer(message).data, status.HTTP_201_CREATED)
 
-    @extend_schema(
+    @documented(
         operation_id="messages_confirm",
         summary="Confirm a message (a conversion)",
         description="Confirming twice is not an error: the second answer has `changed: false`.",
         request=serializers.TransitionSerializer,
-        responses={200: serializers.TransitionResultSerializer, **errors(400, 401, 403, 404, 429)},
+        parameters=ERROR_HEADERS,
+        responses={
+            200: serializers.TransitionResultSerializer,
+            **errors(400, 401, 403, 404, 406, 413, 415, 429),
+        },
     )
     @action(
         detail=True,
@@ -173,11 +198,15 @@ class MessageViewSet(FeedbackAPIView, GenericViewSet):
         )
         return self._transition_response(message, changed)
 
-    @extend_schema(
+    @documented(
         operation_id="messages_fail",
         summary="Record that the recipient did not use the message",
         request=serializers.TransitionSerializer,
-        responses={200: serializers.TransitionResultSerializer, **errors(400, 401, 403, 404, 429)},
+        parameters=ERROR_HEADERS,
+        responses={
+            200: serializers.TransitionResultSerializer,
+            **errors(400, 401, 403, 404, 406, 413, 415, 429),
+        },
     )
     @action(
         detail=True,
@@ -194,11 +223,15 @@ class MessageViewSet(FeedbackAPIView, GenericViewSet):
         )
         return self._transition_response(message, changed)
 
-    @extend_schema(
+    @documented(
         operation_id="messages_confirm_by_provider_id",
         summary="Confirm a message by the provider's id",
         request=serializers.ProviderReferenceSerializer,
-        responses={200: serializers.TransitionResultSerializer, **errors(400, 401, 403, 404, 429)},
+        parameters=ERROR_HEADERS,
+        responses={
+            200: serializers.TransitionResultSerializer,
+            **errors(400, 401, 403, 404, 406, 413, 415, 429),
+        },
     )
     @action(
         detail=False,
@@ -229,7 +262,7 @@ class ConfirmTokenView(FeedbackAPIView, APIView):
     permission_classes = [AllowAny]
     throttle_classes: list[type[BaseThrottle]] = [ConfirmThrottle]
 
-    @extend_schema(
+    @documented(
         operation_id="confirm_by_token",
         summary="Confirm the message a token was made for",
         description=(
@@ -245,8 +278,9 @@ class ConfirmTokenView(FeedbackAPIView, APIView):
                 description="Bad, foreign or tampered token (`invalid_token`), or the window "
                 "has closed (`token_expired`). Nothing changed.",
             ),
-            **errors(404, 429),
+            **errors(404, 406, 429),
         },
+        parameters=ERROR_HEADERS,
     )
     def post(self, request: Request, token: str) -> Response:
         try:
@@ -269,16 +303,16 @@ class ReportView(FeedbackAPIView, APIView):
     filter_backends = [DjangoFilterBackend]
     filterset_class = MessageFilter
     queryset = Message.objects.all()
-    schema = FilteredSchema()
 
     def get_queryset(self) -> QuerySet[Message]:
         return self.queryset.all()
 
-    @extend_schema(
+    @documented(
         operation_id="stats",
         summary="The conversion report",
-        parameters=[serializers.ReportQuerySerializer],
-        responses={200: serializers.ReportSerializer, **errors(400, 401, 403)},
+        filters=True,  # the list's filters, though this is not a list
+        parameters=[serializers.ReportQuerySerializer, *ERROR_HEADERS],
+        responses={200: serializers.ReportSerializer, **errors(400, 401, 403, 406, 429)},
     )
     def get(self, request: Request) -> Response:
         query = serializers.ReportQuerySerializer(data=request.query_params)
@@ -292,3 +326,30 @@ class ReportView(FeedbackAPIView, APIView):
             queryset=self.get_queryset(),
         )
         return Response(serializers.ReportSerializer(report).data)
+
+
+class NotFoundView(FeedbackAPIView, APIView):
+    """Any other URL under ``api/``: a JSON 404 like the API's others, for every method.
+
+    Also what a POST to a path without its trailing slash gets: Django's APPEND_SLASH would
+    answer it with a redirect that clients follow as a GET (or a RuntimeError with DEBUG).
+    """
+
+    authentication_classes: list[Any] = []
+    permission_classes = [AllowAny]
+    throttle_classes: list[type[BaseThrottle]] = []
+    schema = None  # not an operation
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        detail = exceptions.NotFound.default_detail
+        if not request.path_info.endswith("/"):
+            try:
+                match = resolve(request.path_info + "/")
+            except Resolver404:
+                match = None
+            if match is not None and getattr(match.func, "cls", None) is not NotFoundView:
+                detail = _("Not found. Did you mean %(path)s (with the trailing slash)?") % {
+                    "path": request.path + "/"
+                }
+        raise exceptions.NotFound(detail)

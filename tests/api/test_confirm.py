@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from feedback_app import services
 from feedback_app.models import Message, MessageEvent, ProviderCall
 from feedback_app.states import Feedback, Source
 
@@ -179,5 +180,48 @@ def test_confirm_with_a_bad_time_is_400_and_changes_nothing(client_with, message
     response = client_with("confirm_message").post(url(message), {"at": at})
     assert response.status_code == 400
     assert "at" in response.json()["fields"]
+    message.refresh_from_db()
+    assert message.feedback == Feedback.PENDING
+
+
+PUBLIC_FIELDS = {"id", "feedback", "confirmed_at", "confirmed_late"}
+
+
+@pytest.mark.parametrize("path", ["confirm", "fail", "by_provider_id"])
+def test_without_view_permission_a_transition_shows_only_the_public_fields(db, path):
+    message = make_message(metadata={"flow": "secret-flow"}, sender="ACME")
+    services.confirm(message)  # already confirmed: fail is a no-op that must still tell nothing
+    client = token_client(make_user("confirm_message"))
+    if path == "by_provider_id":
+        response = client.post(
+            BY_PROVIDER_ID,
+            {"provider": "locmem", "provider_message_id": message.provider_message_id},
+        )
+    else:
+        response = client.post(url(message, path))
+    assert response.status_code == 200
+    body = response.json()
+    assert body["changed"] is False
+    assert set(body["message"]) == PUBLIC_FIELDS
+    assert body["message"]["feedback"] == Feedback.CONFIRMED
+    text = response.content.decode()
+    for private in ("secret-flow", "ACME", message.recipient_masked, message.provider_message_id):
+        assert private not in text
+    # The same user may not read the message either.
+    assert client.get(f"{API}/messages/{message.pk}/").status_code == 403
+
+
+def test_with_view_permission_a_transition_shows_the_whole_message(client_with, message):
+    body = client_with("confirm_message", "view_message").post(url(message)).json()
+    assert body["message"]["recipient"] == message.recipient_masked
+    assert body["message"]["provider_message_id"] == message.provider_message_id
+
+
+def test_anonymous_cannot_confirm_by_provider_id(anonymous, message):
+    response = anonymous.post(
+        BY_PROVIDER_ID, {"provider": "locmem", "provider_message_id": message.provider_message_id}
+    )
+    assert response.status_code == 401
+    assert response.json()["code"] == "not_authenticated"
     message.refresh_from_db()
     assert message.feedback == Feedback.PENDING

@@ -23,7 +23,9 @@ VALID_SEND = {"provider": "locmem", "to": NUMBERS["US"], "body": "code 123456"}
 
 @pytest.fixture
 def writer(client_with):
-    return client_with("add_message", "send_message", "view_message", "view_report")
+    return client_with(
+        "add_message", "send_message", "view_message", "view_report", "confirm_message"
+    )
 
 
 def assert_error(response, status: int, code: str | None = None) -> dict:
@@ -215,5 +217,64 @@ def test_unknown_query_parameters_are_ignored(writer):
     assert writer.get(f"{API}/messages/?colour=blue").status_code == 200
 
 
-def test_unknown_url_under_the_api_is_404(writer):
-    assert writer.get(f"{API}/nothing-here/").status_code == 404
+@pytest.mark.parametrize(
+    "path",
+    ["nothing-here/", "nothing", "", "messages/a/b/", "messages/x/confirm/more/", "stats/x/"],
+)
+@pytest.mark.parametrize("method", ["get", "post", "put", "delete", "options"])
+def test_unknown_url_under_the_api_is_a_json_404(writer, anonymous, path, method):
+    for client in (writer, anonymous):
+        body = assert_error(getattr(client, method)(f"{API}/{path}"), 404, "not_found")
+        assert body["fields"] == {}
+
+
+@pytest.mark.parametrize("path", ["messages/send", "messages", "messages/confirm"])
+def test_a_post_without_the_trailing_slash_is_a_json_404_naming_the_right_url(writer, path):
+    response = writer.post(f"{API}/{path}", VALID_SEND)
+    body = assert_error(response, 404, "not_found")
+    assert f"{API}/{path}/" in body["detail"]
+    assert_nothing_written()
+
+
+@pytest.mark.parametrize("url", [TRACK, SEND, f"{API}/messages/confirm/"])
+def test_a_body_over_the_upload_limit_is_a_json_413(writer, settings, url):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10_000
+    raw = json.dumps({**VALID_TRACK, "metadata": {"blob": "x" * 20_000}})
+    response = writer.post(url, raw, content_type="application/json")
+    assert_error(response, 413, "request_too_large")
+    assert_nothing_written()
+
+
+def test_a_20_mb_body_is_a_json_413(writer):
+    raw = '{"metadata": "' + "x" * (20 * 1024 * 1024) + '"}'
+    assert_error(writer.post(TRACK, raw, content_type="application/json"), 413)
+    assert_nothing_written()
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "2024-01-01",  # a date alone
+        "2024-01-01T00:00:00",  # no offset
+        "2024-01-01 10:00",
+    ],
+)
+@pytest.mark.parametrize("name", ["sent_after", "sent_before"])
+@pytest.mark.parametrize("url", [f"{API}/messages/", f"{API}/stats/"])
+def test_filter_times_without_an_offset_are_400_as_in_writes(writer, url, name, value):
+    body = assert_error(writer.get(url, {name: value}), 400, "invalid")
+    assert body["fields"][name][0]["code"] == "naive"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "2024-01-01T00:00:00Z",
+        "2024-01-01T02:00:00+02:00",
+        "0351-04-19T19:33:24.4-19:08",  # an offset PostgreSQL refuses (over 16 hours)
+        "2024-01-01T00:00:00+23:59",
+    ],
+)
+def test_filter_times_with_an_offset_are_accepted(writer, value):
+    assert writer.get(f"{API}/messages/", {"sent_after": value}).status_code == 200
+    assert writer.get(f"{API}/stats/", {"sent_before": value}).status_code == 200

@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
+from django.db import connections
 from django.utils import timezone
+from rest_framework.authentication import BaseAuthentication
 
-from feedback_app.api.idempotency import body_fingerprint, purge_expired
+from feedback_app.api.idempotency import _take_over, body_fingerprint, purge_expired
+from feedback_app.api.views import MessageViewSet
 from feedback_app.models import IdempotencyRecord, Message
 from feedback_app.providers import RetryableError, locmem
+from feedback_app.providers.locmem import LocmemProvider
+from feedback_app.tokens import confirmation_token
 
 from ..factories import NUMBERS
-from .conftest import API, make_user, token_client
+from .conftest import API, json_client, make_user, token_client
 
 pytestmark = pytest.mark.django_db
 
@@ -160,3 +169,211 @@ def test_purge_expired_deletes_only_old_records(sender):
     )
     assert purge_expired() == 1
     assert list(IdempotencyRecord.objects.values_list("key", flat=True)) == ["new"]
+
+
+def test_the_same_key_with_another_track_body_is_422_and_writes_nothing(sender):
+    tracked = {"provider": "locmem", "provider_message_id": "SM1", "to": NUMBERS["US"]}
+    assert sender.post(TRACK, tracked, HTTP_IDEMPOTENCY_KEY="t-1").status_code == 201
+    other = sender.post(
+        TRACK, {**tracked, "provider_message_id": "SM2"}, HTTP_IDEMPOTENCY_KEY="t-1"
+    )
+    assert other.status_code == 422
+    assert other.json()["code"] == "idempotency_key_reused"
+    assert list(Message.objects.values_list("provider_message_id", flat=True)) == ["SM1"]
+
+
+# -- the confirmation token in a replay ---------------------------------------------------------
+
+
+def test_a_replay_carries_the_confirmation_token_which_the_record_does_not_keep(sender):
+    first = sender.post(SEND, BODY, HTTP_IDEMPOTENCY_KEY="k-1").json()
+    again = sender.post(SEND, BODY, HTTP_IDEMPOTENCY_KEY="k-1").json()
+    assert again == first
+    assert again["confirmation_token"] == confirmation_token(first["id"])
+    record = IdempotencyRecord.objects.get()
+    assert "confirmation_token" not in record.response_body
+    assert first["confirmation_token"] not in str(IdempotencyRecord.objects.values().get())
+
+
+# -- a claim whose request never finished ------------------------------------------------------
+
+
+def _unfinished_claim(user, age: timedelta, body: dict = BODY) -> IdempotencyRecord:
+    """What a process that died mid-request leaves behind."""
+    return IdempotencyRecord.objects.create(
+        key="k-1",
+        user=user,
+        method="POST",
+        path=SEND,
+        request_hash=body_fingerprint(body),
+        created_at=timezone.now() - age,
+    )
+
+
+def test_a_claim_abandoned_past_the_timeout_is_taken_over_by_the_retry(db):
+    user = make_user("send_message")
+    _unfinished_claim(user, timedelta(minutes=6))
+    retried = token_client(user).post(SEND, BODY, HTTP_IDEMPOTENCY_KEY="k-1")
+    assert retried.status_code == 201 and "Idempotent-Replayed" not in retried
+    assert len(locmem.outbox) == 1
+    record = IdempotencyRecord.objects.get()
+    assert record.response_status == 201
+    assert timezone.now() - record.created_at < timedelta(minutes=1)
+    replayed = token_client(user).post(SEND, BODY, HTTP_IDEMPOTENCY_KEY="k-1")
+    assert replayed["Idempotent-Replayed"] == "true"
+    assert len(locmem.outbox) == 1
+
+
+def test_a_claim_younger_than_the_timeout_is_still_409(db):
+    user = make_user("send_message")
+    _unfinished_claim(user, timedelta(minutes=4))
+    assert token_client(user).post(SEND, BODY, HTTP_IDEMPOTENCY_KEY="k-1").status_code == 409
+    assert not locmem.outbox
+
+
+def test_the_claim_timeout_is_a_setting(db, settings):
+    settings.FEEDBACK_APP = {**settings.FEEDBACK_APP, "IDEMPOTENCY_CLAIM_TIMEOUT": 30}
+    user = make_user("send_message")
+    _unfinished_claim(user, timedelta(minutes=1))
+    assert token_client(user).post(SEND, BODY, HTTP_IDEMPOTENCY_KEY="k-1").status_code == 201
+
+
+def test_an_abandoned_claim_with_another_body_is_still_422(db):
+    user = make_user("send_message")
+    _unfinished_claim(user, timedelta(hours=1), body={**BODY, "body": "another"})
+    response = token_client(user).post(SEND, BODY, HTTP_IDEMPOTENCY_KEY="k-1")
+    assert response.status_code == 422
+    assert not locmem.outbox
+
+
+def test_of_two_retries_taking_over_one_claim_only_one_wins(db):
+    user = make_user("send_message")
+    claim = _unfinished_claim(user, timedelta(hours=1))
+    seen_by_first = IdempotencyRecord.objects.get(pk=claim.pk)
+    seen_by_second = IdempotencyRecord.objects.get(pk=claim.pk)
+    now = timezone.now()
+    assert _take_over(seen_by_first, now) is True
+    assert _take_over(seen_by_second, now) is False
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_slow_first_request_taken_over_does_not_overwrite_the_retry(settings):
+    """The first request outlived the timeout: the retry's answer is the one kept."""
+    settings.FEEDBACK_APP = {**settings.FEEDBACK_APP, "IDEMPOTENCY_CLAIM_TIMEOUT": 1}
+    user = make_user("send_message")
+    with blocked_first_send() as gate:
+        first = run_in_thread(lambda: token_client(user).post(SEND, BODY, HTTP_IDEMPOTENCY_KEY="k"))
+        assert gate.entered.wait(10)
+        IdempotencyRecord.objects.update(created_at=timezone.now() - timedelta(seconds=5))
+        retried = token_client(user).post(SEND, BODY, HTTP_IDEMPOTENCY_KEY="k")
+        assert retried.status_code == 201
+        gate.release.set()
+        assert first.result().status_code == 201
+    record = IdempotencyRecord.objects.get()
+    assert record.response_body["id"] == retried.json()["id"]
+
+
+# -- authentication that gives no stored user -------------------------------------------------
+
+
+class StatelessUser:
+    """Like simplejwt's TokenUser: authenticated, with an id, but no row of the user model."""
+
+    is_authenticated = True
+    is_anonymous = False
+    is_active = True
+    pk = id = "user-42"
+
+    def has_perm(self, perm: str, obj: object = None) -> bool:
+        return True
+
+    def get_username(self) -> str:
+        return "stateless"
+
+
+class StatelessAuthentication(BaseAuthentication):
+    def authenticate(self, request):
+        return (StatelessUser(), None)
+
+
+@pytest.fixture
+def stateless(monkeypatch, db):
+    monkeypatch.setattr(MessageViewSet, "authentication_classes", [StatelessAuthentication])
+    return json_client()
+
+
+def test_a_key_from_a_stateless_user_is_a_400_not_a_500(stateless):
+    response = stateless.post(SEND, BODY, HTTP_IDEMPOTENCY_KEY="k-1")
+    assert response.status_code == 400
+    assert response.json()["fields"]["Idempotency-Key"][0]["code"] == "unsupported"
+    assert not locmem.outbox
+    assert not IdempotencyRecord.objects.exists()
+
+
+def test_a_stateless_user_without_a_key_is_served(stateless):
+    assert stateless.post(SEND, BODY).status_code == 201
+    assert len(locmem.outbox) == 1
+
+
+# -- real concurrency --------------------------------------------------------------------------
+
+
+class _Gate:
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+
+@contextlib.contextmanager
+def blocked_first_send():
+    """The first locmem send waits for ``gate.release``; later ones go straight through."""
+    gate = _Gate()
+    original = LocmemProvider.send
+    calls = itertools.count()
+
+    def send(self, **kwargs):
+        if next(calls) == 0:
+            gate.entered.set()
+            gate.release.wait(10)
+        return original(self, **kwargs)
+
+    LocmemProvider.send = send
+    try:
+        yield gate
+    finally:
+        LocmemProvider.send = original
+        gate.release.set()
+
+
+def run_in_thread(call):
+    """Run ``call`` on its own thread (and database connection); ``.result()`` waits for it."""
+    executor = ThreadPoolExecutor(max_workers=1)
+
+    def with_own_connection():
+        try:
+            return call()
+        finally:
+            connections.close_all()
+
+    future = executor.submit(with_own_connection)
+    executor.shutdown(wait=False)
+    return future
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_retry_while_the_first_request_runs_is_409_and_sends_once():
+    user = make_user("send_message")
+    with blocked_first_send() as gate:
+        first = run_in_thread(lambda: token_client(user).post(SEND, BODY, HTTP_IDEMPOTENCY_KEY="k"))
+        assert gate.entered.wait(10)
+        concurrent = token_client(user).post(SEND, BODY, HTTP_IDEMPOTENCY_KEY="k")
+        assert concurrent.status_code == 409
+        assert concurrent.json()["code"] == "idempotency_key_in_use"
+        gate.release.set()
+        assert first.result().status_code == 201
+    after = token_client(user).post(SEND, BODY, HTTP_IDEMPOTENCY_KEY="k")
+    assert after.status_code == 201 and after["Idempotent-Replayed"] == "true"
+    assert after.json() == first.result().json()
+    assert len(locmem.outbox) == 1
+    assert Message.objects.count() == 1

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from feedback_app import services
 from feedback_app.models import Message, MessageEvent
 from feedback_app.providers import PermanentError, RetryableError, locmem
 from feedback_app.states import Delivery, Feedback, Source
+from feedback_app.tokens import confirmation_token, message_from_token
 
 from ..factories import NUMBERS, make_message
 from .conftest import API, json_client, make_user, token_client
@@ -71,12 +74,21 @@ def test_cursor_pagination_visits_every_message_once_even_with_equal_times(clien
     assert pages == 4
 
 
-def test_page_size_is_capped(client_with):
+def test_page_size_up_to_the_maximum_is_honoured(client_with):
     for _ in range(3):
         make_message()
-    body = client_with("view_message").get(f"{MESSAGES}?page_size=100000").json()
+    client = client_with("view_message")
+    body = client.get(MESSAGES, {"page_size": 500}).json()
     assert len(body["results"]) == 3
     assert body["next"] is None and body["previous"] is None
+    assert len(client.get(MESSAGES, {"page_size": 2}).json()["results"]) == 2
+
+
+@pytest.mark.parametrize("page_size", ["0", "501", "100000", "-1", "ten", "2.5", "9" * 5000])
+def test_page_size_out_of_range_is_400_not_silently_replaced(client_with, page_size):
+    response = client_with("view_message").get(MESSAGES, {"page_size": page_size})
+    assert response.status_code == 400
+    assert response.json()["fields"]["page_size"][0]["code"] == "invalid"
 
 
 @pytest.mark.parametrize(
@@ -336,3 +348,201 @@ def test_user_for_a_token_client_is_the_actor(db, message):
     token_client(user).post(f"{detail_url(message.pk)}confirm/")
     event = MessageEvent.objects.get(message=message, kind="feedback")
     assert (event.actor, event.source) == (user.username, Source.API)
+
+
+# -- chosen ids and confirmation tokens --------------------------------------------------------
+
+SEND = f"{MESSAGES}send/"
+TRACKED = {"provider": "locmem", "provider_message_id": "SM-chosen", "to": NUMBERS["US"]}
+
+
+SENT = {"provider": "locmem", "to": NUMBERS["US"], "body": "code 1"}
+
+
+@pytest.mark.parametrize(("url", "data"), [(MESSAGES, TRACKED), (SEND, SENT)])
+def test_track_and_send_answer_with_the_confirmation_token(client_with, url, data):
+    response = client_with("add_message", "send_message").post(url, data)
+    assert response.status_code == 201
+    body = response.json()
+    message = Message.objects.get(pk=body["id"])
+    assert body["confirmation_token"] == confirmation_token(message)
+    assert message_from_token(body["confirmation_token"]) == message
+
+
+@pytest.mark.parametrize("url", [MESSAGES, SEND])
+def test_track_and_send_take_a_chosen_message_id(client_with, url):
+    chosen = uuid.uuid4()
+    data = {**(TRACKED if url == MESSAGES else SENT), "message_id": str(chosen)}
+    response = client_with("add_message", "send_message").post(url, data)
+    assert response.status_code == 201, response.json()
+    assert response.json()["id"] == str(chosen)
+    assert response.json()["confirmation_token"] == confirmation_token(chosen)
+    assert Message.objects.get().pk == chosen
+
+
+@pytest.mark.parametrize("url", [MESSAGES, SEND])
+def test_a_message_id_in_use_is_400_on_that_field_and_sends_nothing(client_with, message, url):
+    data = {**(TRACKED if url == MESSAGES else SENT), "message_id": str(message.pk)}
+    response = client_with("add_message", "send_message").post(url, data)
+    assert response.status_code == 400
+    assert list(response.json()["fields"]) == ["message_id"]
+    assert response.json()["fields"]["message_id"][0]["code"] == "duplicate"
+    assert Message.objects.count() == 1
+    assert not locmem.outbox
+
+
+@pytest.mark.parametrize("message_id", ["not-a-uuid", 12345, None, ""])
+def test_a_malformed_message_id_is_400(client_with, message_id):
+    response = client_with("add_message").post(MESSAGES, {**TRACKED, "message_id": message_id})
+    assert response.status_code == 400
+    assert "message_id" in response.json()["fields"]
+    assert not Message.objects.exists()
+
+
+def test_link_placeholder_puts_the_confirmation_link_in_the_body(client_with, client):
+    response = client_with("send_message").post(
+        SEND, {"provider": "locmem", "to": NUMBERS["US"], "body": "Code 4821, or tap {link}"}
+    )
+    assert response.status_code == 201, response.json()
+    token = response.json()["confirmation_token"]
+    sent = locmem.outbox[-1]["body"]
+    assert sent == f"Code 4821, or tap http://testserver/feedback/c/{token}/"
+    # The link in the body confirms exactly the message the answer names.
+    assert client.get(f"/feedback/c/{token}/").status_code == 302
+    assert Message.objects.get(pk=response.json()["id"]).feedback == Feedback.CONFIRMED
+
+
+def test_link_placeholder_uses_public_url_and_the_chosen_id(client_with, settings):
+    settings.FEEDBACK_APP = {**settings.FEEDBACK_APP, "PUBLIC_URL": "https://otp.example.com/"}
+    chosen = uuid.uuid4()
+    response = client_with("send_message").post(
+        SEND,
+        {"provider": "locmem", "to": NUMBERS["US"], "body": "{link}", "message_id": str(chosen)},
+    )
+    assert response.json()["id"] == str(chosen)
+    token = confirmation_token(chosen)
+    assert locmem.outbox[-1]["body"] == f"https://otp.example.com/feedback/c/{token}/"
+    assert locmem.outbox[-1]["message_id"] == str(chosen)
+
+
+def test_token_placeholder_puts_the_bare_token_in_the_body(client_with):
+    response = client_with("send_message").post(
+        SEND,
+        {"provider": "locmem", "to": NUMBERS["US"], "body": "https://app.example/v/{token}"},
+    )
+    token = response.json()["confirmation_token"]
+    assert locmem.outbox[-1]["body"] == f"https://app.example/v/{token}"
+
+
+def test_the_body_with_its_link_is_never_stored(client_with):
+    response = client_with("send_message").post(
+        SEND, {"provider": "locmem", "to": NUMBERS["US"], "body": "Code 664411 {link}"}
+    )
+    stored = str(list(Message.objects.values())) + str(list(MessageEvent.objects.values()))
+    assert "664411" not in stored and "/feedback/c/" not in stored
+    assert "664411" not in response.content.decode()
+
+
+def test_a_body_too_long_once_the_link_is_in_is_400_and_sends_nothing(client_with):
+    body = "x" * 1590 + "{link}"
+    response = client_with("send_message").post(
+        SEND, {"provider": "locmem", "to": NUMBERS["US"], "body": body}
+    )
+    assert response.status_code == 400
+    assert response.json()["fields"]["body"][0]["code"] == "max_length"
+    assert not locmem.outbox and not Message.objects.exists()
+
+
+# -- channels the provider does not send -------------------------------------------------------
+
+
+@pytest.fixture
+def twilio_configured(settings):
+    settings.FEEDBACK_APP = {
+        **settings.FEEDBACK_APP,
+        "PROVIDERS": {
+            **settings.FEEDBACK_APP["PROVIDERS"],
+            "twilio": {"ACCOUNT_SID": "AC" + "0" * 32, "AUTH_TOKEN": "x" * 32},
+        },
+    }
+
+
+def test_a_channel_the_provider_does_not_send_is_400_on_channel(client_with, twilio_configured):
+    response = client_with("send_message").post(
+        SEND, {"provider": "twilio", "to": NUMBERS["US"], "body": "code 1", "channel": "voice"}
+    )
+    assert response.status_code == 400, response.json()
+    assert list(response.json()["fields"]) == ["channel"]
+    assert response.json()["fields"]["channel"][0]["code"] == "unsupported_channel"
+    assert not Message.objects.exists()
+
+
+def test_a_provider_that_names_no_channels_takes_any(client_with):
+    response = client_with("send_message").post(
+        SEND, {"provider": "locmem", "to": NUMBERS["US"], "body": "code 1", "channel": "voice"}
+    )
+    assert response.status_code == 201
+    assert locmem.outbox[-1]["channel"] == "voice"
+
+
+# -- anonymous callers and logs ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "data"),
+    [(MESSAGES, TRACKED), (SEND, SENT)],
+)
+def test_anonymous_track_and_send_are_401_and_write_nothing(anonymous, url, data):
+    response = anonymous.post(url, data)
+    assert response.status_code == 401
+    assert response.json()["code"] == "not_authenticated"
+    assert response["WWW-Authenticate"] == "Token"
+    assert not Message.objects.exists() and not locmem.outbox
+
+
+@pytest.fixture
+def every_log_line():
+    """Every record any logger emits, at DEBUG, SQL included, formatted with its traceback."""
+    lines: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(self.format(record))
+
+    handler = Keep(level=logging.DEBUG)
+    handler.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+    loggers = [logging.getLogger()] + [
+        logger
+        for logger in logging.root.manager.loggerDict.values()
+        if isinstance(logger, logging.Logger)
+    ]
+    saved = [(logger, logger.level, logger.disabled) for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.DEBUG)
+        logger.disabled = False
+        logger.addHandler(handler)
+    connection.force_debug_cursor = True
+    try:
+        yield lines
+    finally:
+        connection.force_debug_cursor = False
+        for logger, level, disabled in saved:
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+            logger.disabled = disabled
+
+
+def test_the_send_body_and_number_never_reach_a_log(client_with, every_log_line):
+    client = client_with("send_message")
+    data = {"provider": "locmem", "to": NUMBERS["IN"], "body": "Your code is 903417 {link}"}
+    assert client.post(SEND, data).status_code == 201
+    locmem.fail_next(1, RetryableError("busy", code=503))
+    assert client.post(SEND, data).status_code == 503
+    locmem.fail_next(1, PermanentError("refused", code=21610))
+    assert client.post(SEND, data).status_code == 502
+    assert client.post(SEND, {**data, "channel": "fax"}).status_code == 400
+    assert client.post(SEND, {**data, "body": data["body"] + "x" * 1600}).status_code == 400
+    text = "\n".join(every_log_line)
+    assert "INSERT" in text  # the capture saw the SQL, so it would have seen a body in it
+    assert "903417" not in text
+    assert NUMBERS["IN"] not in text and NUMBERS["IN"][1:] not in text
