@@ -1,5 +1,9 @@
 """Run the demo's processes together: the provider fakes (optional), a django-q2 cluster and the
-development server. Ctrl-C (or one of them exiting) stops them all. Used by ``make demo``."""
+development server. Ctrl-C (or one of them exiting) stops them all. Used by ``make demo``.
+
+Exit status: 0 after Ctrl-C; when a process exits on its own (the port is in use, the database
+is not migrated), its name on stderr and its exit status (1 if it exited with 0).
+"""
 
 from __future__ import annotations
 
@@ -8,18 +12,22 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 MANAGE = str(Path(__file__).resolve().parent.parent / "manage.py")
 
+#: Seconds between looks at the processes.
+POLL_INTERVAL = 0.5
 
-def main() -> int:
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--fakes-port", type=int, default=8765)
     parser.add_argument("--no-fakes", action="store_true", help="only the locmem provider")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     env = dict(os.environ)
     commands = []
@@ -29,31 +37,58 @@ def main() -> int:
         commands.append(["feedback_fakes", "--port", str(args.fakes_port)])
     commands += [["qcluster"], ["runserver", "--noreload", f"{args.host}:{args.port}"]]
 
-    processes = [
-        subprocess.Popen([sys.executable, MANAGE, *command], env=env)  # noqa: S603
+    processes = {
+        command[0]: subprocess.Popen([sys.executable, MANAGE, *command], env=env)  # noqa: S603
         for command in commands
-    ]
+    }
     print(f"Admin: http://{args.host}:{args.port}/admin/  (Ctrl-C stops everything)", flush=True)
     if not args.no_fakes:
         print(
             f"twilio, aws_sms and chime talk to the fakes on {env['FEEDBACK_FAKES_URL']}",
             flush=True,
         )
+    return supervise(processes)
+
+
+def supervise(processes: dict[str, subprocess.Popen]) -> int:
+    """Wait until Ctrl-C or until one process exits, then stop the others.
+
+    Returns 0 after Ctrl-C; otherwise the exit status of the process that ended (1 if that was
+    0: the demo stopped without being asked to; 128 + N if signal N killed it), after naming it
+    on stderr.
+    """
+    status = 0
     try:
-        while all(process.poll() is None for process in processes):
-            time.sleep(0.5)
+        while True:
+            ended = [(name, p.poll()) for name, p in processes.items() if p.poll() is not None]
+            if ended:
+                name, code = ended[0]
+                print(
+                    f"run_demo: {name} exited with status {code}; stopping the others.",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                # Killed by a signal: the shell's 128 + signal number.
+                status = 128 - code if code < 0 else code or 1
+                break
+            time.sleep(POLL_INTERVAL)
     except KeyboardInterrupt:
-        pass
+        status = 0
     finally:
-        for process in processes:
-            if process.poll() is None:
-                process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-    return 0
+        _stop(processes.values())
+    return status
+
+
+def _stop(processes: Iterable[subprocess.Popen]) -> None:
+    running = [process for process in processes if process.poll() is None]
+    for process in running:
+        process.terminate()
+    for process in running:
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,122 @@
+"""example_project/run_demo.py: when one of the demo's processes dies (the port is in use, the
+database is not migrated), the others are stopped, the dead one is named and the exit status is
+not 0; Ctrl-C stops everything with 0."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from example_project import run_demo
+
+#: Stands in for manage.py: each command prints its name, then behaves as FAKE_BEHAVIOUR says.
+FAKE_MANAGE = textwrap.dedent(
+    """
+    import os, sys, time
+    command = sys.argv[1]
+    behaviour = os.environ.get("FAKE_" + command.upper(), "run")
+    print("started", command, flush=True)
+    if behaviour == "port-in-use":
+        print("Error: That port is already in use.", file=sys.stderr, flush=True)
+        sys.exit(1)
+    if behaviour == "exit-0":
+        sys.exit(0)
+    if behaviour == "crash":
+        sys.exit(3)
+    time.sleep(60)
+    """
+)
+
+
+@pytest.fixture
+def fake_manage(tmp_path, monkeypatch) -> Path:
+    script = tmp_path / "manage.py"
+    script.write_text(FAKE_MANAGE)
+    monkeypatch.setattr(run_demo, "MANAGE", str(script))
+    monkeypatch.setattr(run_demo, "POLL_INTERVAL", 0.05)
+    return script
+
+
+def sleeper() -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+
+
+def exits_with(code: int) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", f"import sys; sys.exit({code})"])  # noqa: S603
+
+
+def test_runserver_dying_at_start_fails_the_demo_and_is_named(fake_manage, monkeypatch, capfd):
+    monkeypatch.setenv("FAKE_RUNSERVER", "port-in-use")
+    assert run_demo.main(["--no-fakes", "--port", "8123"]) == 1
+    err = capfd.readouterr().err
+    assert "That port is already in use" in err
+    assert "run_demo: runserver exited with status 1" in err
+
+
+@pytest.mark.parametrize("dying", ["qcluster", "feedback_fakes"])
+def test_any_process_dying_fails_the_demo_and_is_named(fake_manage, monkeypatch, capfd, dying):
+    monkeypatch.setenv(f"FAKE_{dying.upper()}", "crash")
+    assert run_demo.main([]) == 3
+    assert f"run_demo: {dying} exited with status 3" in capfd.readouterr().err
+
+
+def test_a_process_that_stops_with_0_still_fails_the_demo(fake_manage, monkeypatch, capfd):
+    monkeypatch.setenv("FAKE_QCLUSTER", "exit-0")
+    assert run_demo.main(["--no-fakes"]) == 1
+    assert "run_demo: qcluster exited with status 0" in capfd.readouterr().err
+
+
+def test_the_others_are_stopped_when_one_dies(monkeypatch):
+    monkeypatch.setattr(run_demo, "POLL_INTERVAL", 0.05)
+    survivors = {"feedback_fakes": sleeper(), "qcluster": sleeper()}
+    started = time.monotonic()
+    assert run_demo.supervise({**survivors, "runserver": exits_with(1)}) == 1
+    assert time.monotonic() - started < 15
+    assert all(process.poll() is not None for process in survivors.values())
+
+
+def test_a_process_killed_by_a_signal_gives_128_plus_the_signal(monkeypatch):
+    monkeypatch.setattr(run_demo, "POLL_INTERVAL", 0.05)
+    killed = sleeper()
+    killed.kill()
+    killed.wait()
+    other = sleeper()
+    assert run_demo.supervise({"qcluster": killed, "runserver": other}) == 128 + 9
+    assert other.poll() is not None
+
+
+def test_ctrl_c_stops_everything_and_exits_0(monkeypatch):
+    processes = {"qcluster": sleeper(), "runserver": sleeper()}
+
+    def interrupted(seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    # Only run_demo's clock: subprocess waits with time.sleep too.
+    monkeypatch.setattr(run_demo, "time", SimpleNamespace(sleep=interrupted))
+    assert run_demo.supervise(processes) == 0
+    assert all(process.poll() is not None for process in processes.values())
+
+
+def test_the_real_runserver_on_a_port_in_use_fails_the_demo(tmp_path, monkeypatch, capfd):
+    """The case that used to exit 0: manage.py runserver cannot bind, the demo says so."""
+    monkeypatch.setattr(run_demo, "POLL_INTERVAL", 0.1)
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'demo.sqlite3'}")
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        runserver = subprocess.Popen(  # noqa: S603 - this repository's manage.py
+            [sys.executable, run_demo.MANAGE, "runserver", "--noreload", f"127.0.0.1:{port}"]
+        )
+        status = run_demo.supervise({"qcluster": sleeper(), "runserver": runserver})
+    assert status != 0
+    err = capfd.readouterr().err
+    assert "run_demo: runserver exited with status" in err
