@@ -117,7 +117,8 @@ def error_from_exception(exc: TwilioException | requests.RequestException) -> Pr
     """The provider error for one of ``CLIENT_ERRORS``, keeping Twilio's code and message.
 
     HTTP 429 (code 20429), 5xx, timeouts and connection errors are retryable; other 4xx
-    (validation, authentication, not found) and client-side errors are permanent.
+    (validation, authentication, not found) and client-side errors are permanent. A problem
+    details body without an integer ``status`` is retryable: nothing says it is final.
     """
     if isinstance(exc, TwilioRestException):
         status, code, message = exc.status, exc.code, exc.msg
@@ -131,6 +132,10 @@ def error_from_exception(exc: TwilioException | requests.RequestException) -> Pr
         return RetryableError(str(exc), code=type(exc).__name__)
     else:
         return PermanentError(str(exc), code=type(exc).__name__)
+    if not isinstance(status, int) or isinstance(status, bool):
+        # A problem body's ``status`` is whatever the body said (it may be missing, null or a
+        # string); with no HTTP status to go by, let the outbox try again, within its limits.
+        return RetryableError(message or str(exc), code=code)
     if status == 429 or code == TOO_MANY_REQUESTS or status >= 500:
         return RetryableError(message, code=code)
     return PermanentError(message, code=code)
@@ -140,6 +145,7 @@ class TwilioProvider(Provider):
     """Sends with ``messages.create(provide_feedback=True)``; reports ``confirmed`` only."""
 
     reports = frozenset({"confirmed"})
+    channels = _CHANNELS
     #: ``sent`` is often final when the carrier returns no receipt; a fetch may know more.
     sync_statuses = frozenset({Delivery.SENT})
 

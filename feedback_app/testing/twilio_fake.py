@@ -81,16 +81,30 @@ _REASONS = {
 }
 
 
+#: ``problem_status`` default: the problem body's ``status`` is the HTTP status.
+_HTTP_STATUS: Any = object()
+
+
 class TwilioError(Exception):
     """An error answer: HTTP ``status`` with Twilio's ``code`` and ``message``."""
 
-    def __init__(self, status: int, code: int, message: str, *, problem: bool = False) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: int,
+        message: str,
+        *,
+        problem: bool = False,
+        problem_status: Any = _HTTP_STATUS,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         #: Answer as RFC 9457 problem details (newer Twilio APIs; ``TwilioServiceException``).
         self.problem = problem
+        #: The problem body's ``status`` member, when it should not match the HTTP status.
+        self.problem_status = status if problem_status is _HTTP_STATUS else problem_status
 
     def payload(self) -> dict[str, Any]:
         more_info = f"https://www.twilio.com/docs/errors/{self.code}"
@@ -98,7 +112,7 @@ class TwilioError(Exception):
             return {
                 "type": more_info,
                 "title": _REASONS.get(self.status, "Error"),
-                "status": self.status,
+                "status": self.problem_status,
                 "code": self.code,
                 "detail": self.message,
             }
@@ -188,11 +202,13 @@ class TwilioFake:
         code: int | None = None,
         message: str | None = None,
         problem: bool = False,
+        problem_status: Any = _HTTP_STATUS,
     ) -> None:
         """Answer the next ``count`` requests with an error of HTTP ``status``.
 
         ``code`` and ``message`` default to Twilio's for that status (20429 for 429...);
-        ``problem`` answers in the RFC 9457 shape instead of the classic one.
+        ``problem`` answers in the RFC 9457 shape instead of the classic one, whose ``status``
+        member is ``problem_status`` when given (None, a string: what a broken body says).
         """
         default_code, default_message = FAILURES.get(status, (status, _REASONS.get(status, "")))
         error = TwilioError(
@@ -200,6 +216,7 @@ class TwilioFake:
             default_code if code is None else code,
             default_message if message is None else message,
             problem=problem,
+            problem_status=problem_status,
         )
         with self._lock:
             self._failures.extend(error for _ in range(count))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import socket
@@ -10,12 +11,17 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import (
+    CapacityNotAvailableError,
     ConnectionClosedError,
     ConnectTimeoutError,
+    CredentialRetrievalError,
     EndpointConnectionError,
+    MetadataRetrievalError,
     ReadTimeoutError,
+    TokenRetrievalError,
 )
 from botocore.stub import Stubber
+from django.utils import timezone
 
 from feedback_app import services, tasks
 from feedback_app.models import Message, ProviderCall
@@ -344,6 +350,101 @@ def test_a_bug_in_our_code_is_not_disguised_as_a_provider_error(aws_sms, monkeyp
     monkeypatch.setattr(aws_sms.client, "put_message_feedback", broken)
     with pytest.raises(KeyError):
         aws_sms.report_feedback(provider_message_id="m-1", outcome="failed", idempotency_key="k")
+
+
+# Credentials: an outage of the endpoint that hands them out is not a final answer ------------
+
+
+class CredentialEndpoint:
+    """A container credential endpoint (``AWS_CONTAINER_CREDENTIALS_FULL_URI``) that answers 500
+    while ``down``, else hands out credentials."""
+
+    def __init__(self) -> None:
+        self.down = True
+        self.requests = 0
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        self.requests += 1
+        if self.down:
+            start_response("500 Internal Server Error", [("Content-Type", "application/json")])
+            return [b'{"Code": "InternalError"}']
+        expiration = (timezone.now() + timedelta(hours=6)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        body = json.dumps(
+            {
+                "AccessKeyId": "AKIAFROMCONTAINER001",
+                "SecretAccessKey": "from-the-container-endpoint",
+                "Token": "session-token",
+                "Expiration": expiration,
+            }
+        ).encode()
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [body]
+
+
+def test_a_credential_endpoint_outage_is_retryable_and_the_next_call_gets_through(
+    settings, server, fake, monkeypatch
+):
+    endpoint = CredentialEndpoint()
+    with FakeServer(endpoint) as credentials:
+        monkeypatch.setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", credentials.url + "/creds")
+        configure(settings, ENDPOINT_URL=server.url, ACCESS_KEY_ID=None, SECRET_ACCESS_KEY=None)
+        provider = get_provider("aws_sms")
+
+        with pytest.raises(RetryableError) as info:
+            provider.report_feedback(
+                provider_message_id="m-1", outcome="failed", idempotency_key="k"
+            )
+        assert info.value.code == "CredentialRetrievalError"
+        assert endpoint.requests >= 1
+        assert fake.requests == []
+
+        endpoint.down = False
+        message = send()
+    assert "Credential=AKIAFROMCONTAINER001/" in fake.requests[-1].headers["authorization"]
+    assert message.provider_message_id in fake.messages
+
+
+def test_no_credentials_found_is_retryable(settings, server, fake):
+    # What the chain ends with when the instance-metadata service did not answer in time.
+    configure(settings, ENDPOINT_URL=server.url, ACCESS_KEY_ID=None, SECRET_ACCESS_KEY=None)
+    with pytest.raises(RetryableError) as info:
+        get_provider("aws_sms").report_feedback(
+            provider_message_id="m-1", outcome="failed", idempotency_key="k"
+        )
+    assert info.value.code == "NoCredentialsError"
+    assert fake.requests == []
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        CredentialRetrievalError(provider="container-role", error_msg="connection refused"),
+        MetadataRetrievalError(error_msg="timed out"),
+        TokenRetrievalError(provider="sso", error_msg="connection reset"),
+        CapacityNotAvailableError(),
+    ],
+    ids=type,
+)
+def test_credential_and_retry_quota_errors_are_retryable(error):
+    assert isinstance(aws_module.classify_error(error), RetryableError)
+
+
+def test_a_missing_region_stays_permanent(settings, fake):
+    configure(settings, REGION=None)
+    with pytest.raises(PermanentError) as info:
+        get_provider("aws_sms").report_feedback(
+            provider_message_id="m-1", outcome="failed", idempotency_key="k"
+        )
+    assert info.value.code == "NoRegionError"
+
+
+def test_half_configured_credentials_stay_permanent(settings, server, fake, monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAFROMENVIRONMENT1")
+    configure(settings, ENDPOINT_URL=server.url, ACCESS_KEY_ID=None, SECRET_ACCESS_KEY=None)
+    with pytest.raises(PermanentError) as info:
+        send()
+    assert info.value.code == "PartialCredentialsError"
+    assert fake.requests == []
 
 
 # Client and settings ------------------------------------------------------------------------

@@ -403,6 +403,22 @@ def test_each_twilio_error_lands_on_its_side_with_twilios_code_and_message(
     assert fake.feedback == {}
 
 
+@pytest.mark.parametrize("body_status", [None, "400", "", 503.0, True])
+def test_a_problem_body_without_an_integer_status_is_retryable(twilio, fake, body_status):
+    message = send()
+    fake.fail_next(1, status=400, code=21211, problem=True, problem_status=body_status)
+
+    with pytest.raises(RetryableError) as raised:
+        twilio.report_feedback(
+            provider_message_id=message.provider_message_id,
+            outcome="confirmed",
+            idempotency_key="k",
+        )
+
+    assert raised.value.code == "21211"
+    assert fake.feedback == {}
+
+
 def test_a_message_twilio_does_not_know_is_permanent_not_found(twilio, fake):
     with pytest.raises(PermanentError) as raised:
         twilio.report_feedback(
