@@ -180,3 +180,26 @@ def test_relative_links_in_the_docs_point_at_files():
     for page in DOCS.rglob("*.md"):
         for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", page.read_text()):
             assert (page.parent / target).exists(), f"{page.name}: {target}"
+
+
+def test_the_pages_that_list_the_schedules_name_each_one():
+    from feedback_app.schedules import SCHEDULES
+
+    for page in ("quickstart.md", "commands.md", "deployment.md", "settings.md"):
+        text = (DOCS / page).read_text()
+        for name in SCHEDULES:
+            assert f"`{name.removeprefix('feedback_app.')}`" in text or (
+                f'["{name.removeprefix("feedback_app.")}"]' in text
+            ), f"{page}: {name}"
+
+
+def test_the_install_extras_in_the_quickstart_exist():
+    import tomllib
+
+    extras = tomllib.loads((DOCS.parent / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    named = re.search(r"Extras: (.*?)\.\s", (DOCS / "quickstart.md").read_text(), re.S)[1]
+    listed = set(re.findall(r"`(\w+)`\s+\(", named))
+    assert listed and listed <= set(extras)
+    assert set(extras) - listed == {"dev"}
