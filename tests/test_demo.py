@@ -266,6 +266,13 @@ def test_bad_arguments_raise_command_error_and_write_nothing(args):
     assert not get_user_model().objects.exists()
 
 
+def test_a_seed_that_is_not_a_number_is_refused_before_anything_is_written():
+    with pytest.raises(CommandError, match="--seed must be a whole number, not 'x'"):
+        run("--seed", "x", "--superuser")
+    assert row_counts() == (0, 0, 0)
+    assert not get_user_model().objects.exists()
+
+
 def test_the_same_seed_gives_the_same_counts_and_another_seed_other_data():
     def summary() -> Counter:
         return Counter(
