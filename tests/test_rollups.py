@@ -182,8 +182,13 @@ def test_before_any_refresh_reports_read_the_messages():
 @pytest.mark.parametrize(
     ("histogram", "maximum", "fraction", "expected"),
     [
-        ([0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0], 7.0, 0.5, 6.0),  # one value in [5, 7]: the middle
-        ([0] * 10 + [1], 5000.0, 0.5, 4300.0),  # the open bucket ends at the largest value
+        # One value in [5, 7]: the middle on a log scale.
+        ([0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0], 7.0, 0.5, 35**0.5),
+        ([0] * 10 + [1], 5000.0, 0.5, (3600 * 5000) ** 0.5),  # the open bucket ends at the largest
+        # Rank 1.5 of 4 in the first bucket, which starts at 0: linear, 5 * (1.5 + 0.5) / 3.
+        ([3, 1] + [0] * 9, 9.0, 0.5, 5 * 2 / 3),
+        # Rank 2.7 of 4 in [30, 60), bounded by the largest time (59): share (2.7 + 0.5) / 4.
+        ([0, 0, 0, 0, 4] + [0] * 6, 59.0, 0.9, 30 * (59 / 30) ** 0.8),
         ([0] * 11, None, 0.5, None),
     ],
 )
