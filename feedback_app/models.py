@@ -41,6 +41,9 @@ class Message(models.Model):
     confirmed_at = models.DateTimeField(_("confirmed at"), null=True, blank=True)
     feedback_deadline = models.DateTimeField(_("feedback deadline"))
     metadata = models.JSONField(_("metadata"), default=dict, blank=True)
+    #: When polling last asked the provider about this message. Polling asks the least recently
+    #: asked first, so messages that never settle cannot starve newer ones.
+    polled_at = models.DateTimeField(_("polled at"), null=True, blank=True)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
@@ -321,3 +324,34 @@ class ConversionDashboard(HourlyRollup):
         default_permissions = ()
         verbose_name = _("conversion dashboard")
         verbose_name_plural = _("conversion dashboard")
+
+
+class SnsSubscription(models.Model):
+    """A SubscriptionConfirmation that SNS sent to a webhook, with the SubscribeURL that confirms
+    it: confirmed by the webhook (``SNS_CONFIRM_SUBSCRIPTIONS``) or later from the admin.
+
+    Written only by ``webhooks.subscriptions``.
+    """
+
+    provider = models.CharField(_("provider"), max_length=32)
+    topic_arn = models.CharField(_("topic ARN"), max_length=256)
+    #: SNS's MessageId of the request; SNS sends a request again with the same id.
+    sns_message_id = models.CharField(_("SNS message id"), max_length=128)
+    subscribe_url = models.TextField(_("subscribe URL"))
+    received_at = models.DateTimeField(_("received at"))
+    confirmed_at = models.DateTimeField(_("confirmed at"), null=True, blank=True)
+    #: Who confirmed it from the admin; empty when the webhook did.
+    confirmed_by = models.CharField(_("confirmed by"), max_length=150, blank=True, default="")
+
+    class Meta:
+        verbose_name = _("SNS subscription")
+        verbose_name_plural = _("SNS subscriptions")
+        ordering = ["-received_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["provider", "sns_message_id"], name="feedback_app_sns_sub_message"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider}: {self.topic_arn}"

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from . import services
@@ -26,7 +26,12 @@ logger = logging.getLogger(__name__)
 
 
 def open_messages(now: datetime) -> list[Message]:
-    """Messages of polled providers, in an open status, sent within POLL_MAX_AGE."""
+    """Messages of polled providers, in an open status, sent within POLL_MAX_AGE: at most
+    POLL_BATCH per provider, the least recently polled first (never polled before any other).
+
+    Least recently polled rather than oldest: with oldest first, POLL_BATCH messages that never
+    settle would be the only ones asked about until they reach POLL_MAX_AGE.
+    """
     since = now - timedelta(seconds=app_settings.POLL_MAX_AGE)
     found: list[Message] = []
     for key in provider_keys():
@@ -35,14 +40,17 @@ def open_messages(now: datetime) -> list[Message]:
             continue
         found += Message.objects.filter(
             provider=key, delivery_status__in=statuses, sent_at__gte=since
-        ).order_by("sent_at")[: app_settings.POLL_BATCH]
+        ).order_by(F("polled_at").asc(nulls_first=True), "sent_at", "pk")[: app_settings.POLL_BATCH]
     return found
 
 
 def poll_open_statuses(now: datetime | None = None) -> int:
     """Poll each open message once; returns how many changed status."""
     now = now or timezone.now()
-    return sum(_poll(message) is True for message in open_messages(now))
+    messages = open_messages(now)
+    # Marked before asking, so a run that dies midway still moves its batch to the back.
+    Message.objects.filter(pk__in=[message.pk for message in messages]).update(polled_at=now)
+    return sum(_poll(message) is True for message in messages)
 
 
 def _poll(message: Message) -> bool | None:
@@ -62,6 +70,7 @@ def _poll(message: Message) -> bool | None:
             at=update.at,
             source=Source.POLL,
             detail=update.detail,
+            supersedes=update.supersedes,
         )
     except Message.DoesNotExist:
         # Deleted (a retention job, the admin) while the provider was being asked.

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -488,8 +488,15 @@ def record_delivery(
     at: datetime | None = None,
     source: str = Source.WEBHOOK,
     detail: dict[str, Any] | None = None,
+    supersedes: Collection[str] = (),
 ) -> bool:
-    """Apply a delivery status if it ranks above the current one. True when it changed."""
+    """Apply a delivery status if it ranks above the current one. True when it changed.
+
+    ``supersedes`` names raw provider statuses this update refines at the same delivery status
+    (AWS's ``TEXT_DELIVERED`` after ``TEXT_SUCCESSFUL``): when the message is in ``status`` with
+    one of them, it takes ``provider_status`` and a ``provider`` event keeps ``detail``. That
+    returns False too: the delivery status did not change.
+    """
     if status not in DELIVERY_RANK:
         raise field_error("status", _("Unknown delivery status %(value)r.") % {"value": status})
     _check_source(source)
@@ -497,12 +504,25 @@ def record_delivery(
     msg = get_message(message, provider=provider, provider_message_id=provider_message_id)
     while True:
         with transaction.atomic():
-            current = (
-                Message.objects.filter(pk=msg.pk).values_list("delivery_status", flat=True).first()
+            row = (
+                Message.objects.filter(pk=msg.pk)
+                .values_list("delivery_status", "provider_status")
+                .first()
             )
-            if current is None:
+            if row is None:
                 raise Message.DoesNotExist
+            current, current_provider_status = row
             if DELIVERY_RANK[current] >= DELIVERY_RANK[status]:
+                if (
+                    current == status
+                    and current_provider_status in supersedes
+                    and provider_status[:64] != current_provider_status
+                    # Compare-and-set on the provider status: a concurrent refinement wins once.
+                    and not _refine_provider_status(
+                        msg, current, current_provider_status, provider_status, at, source, detail
+                    )
+                ):
+                    continue
                 return False
             updates: dict[str, Any] = {
                 "delivery_status": status,
@@ -529,6 +549,35 @@ def record_delivery(
                 signals.delivery_changed, message=msg, old=current, new=status, source=source
             )
             return True
+
+
+def _refine_provider_status(
+    msg: Message,
+    status: str,
+    old: str,
+    new: str,
+    at: datetime,
+    source: str,
+    detail: dict[str, Any] | None,
+) -> bool:
+    """Record a provider status that refines ``old`` at the same delivery status; False if the
+    message moved meanwhile."""
+    now = timezone.now()
+    if not Message.objects.filter(pk=msg.pk, delivery_status=status, provider_status=old).update(
+        provider_status=new[:64], updated_at=now
+    ):
+        return False
+    MessageEvent.objects.create(
+        message_id=msg.pk,
+        kind=EventKind.PROVIDER,
+        from_value=old,
+        to_value=new[:64],
+        source=source,
+        created_at=at,
+        detail={"provider_status": new, **(detail or {})},
+    )
+    msg.provider_status, msg.updated_at = new[:64], now
+    return True
 
 
 def expire_overdue(

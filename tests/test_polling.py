@@ -211,3 +211,48 @@ def test_a_message_deleted_while_it_was_polled_does_not_stop_the_run():
     kept.refresh_from_db()
     assert kept.delivery_status == Delivery.DELIVERED
     assert not Message.objects.filter(provider_message_id="gone").exists()
+
+
+def test_the_least_recently_polled_messages_are_asked_first(settings):
+    settings.FEEDBACK_APP = {**settings.FEEDBACK_APP, "POLL_BATCH": 2}
+    now = timezone.now()
+    for age in (30, 20, 10):
+        open_message(f"m{age}", sent_at=now - timedelta(seconds=age))
+
+    polling.poll_open_statuses(now)
+    polling.poll_open_statuses(now + timedelta(minutes=1))
+    polling.poll_open_statuses(now + timedelta(minutes=2))
+
+    # Never polled first, then the one asked longest ago (the oldest sent among equals).
+    assert ScriptedProvider.asked == ["m30", "m20", "m10", "m30", "m20", "m30"]
+
+
+def test_messages_that_never_settle_do_not_starve_newer_ones(settings):
+    settings.FEEDBACK_APP = {**settings.FEEDBACK_APP, "POLL_BATCH": 5}
+    now = timezone.now()
+    for number in range(5):
+        open_message(f"stuck-{number}", sent_at=now - timedelta(minutes=50 - number))
+        ScriptedProvider.answers[f"stuck-{number}"] = PermanentError("no", code="Forbidden")
+    polling.poll_open_statuses(now)
+    newer = open_message("newer", sent_at=now)
+    answer("newer", Delivery.DELIVERED)
+    ScriptedProvider.asked.clear()
+
+    assert polling.poll_open_statuses(now + timedelta(minutes=1)) == 1
+
+    assert ScriptedProvider.asked[0] == "newer"
+    newer.refresh_from_db()
+    assert newer.delivery_status == Delivery.DELIVERED
+
+
+def test_polling_records_when_it_asked_without_touching_updated_at():
+    message = open_message("m1")
+    before = Message.objects.values_list("updated_at", flat=True).get(pk=message.pk)
+    at = timezone.now() + timedelta(seconds=5)
+
+    polling.poll_open_statuses(at)
+
+    message.refresh_from_db()
+    assert message.polled_at == at
+    # updated_at marks changes the rollups must recount; a poll that changed nothing is none.
+    assert message.updated_at == before

@@ -13,7 +13,9 @@ from __future__ import annotations
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from django.core.checks import CheckMessage, Warning
+from django.conf import settings
+from django.core.cache import DEFAULT_CACHE_ALIAS
+from django.core.checks import CheckMessage, Error, Warning
 
 from ..states import Channel, Delivery
 from .aws import RETRYABLE_CODES, classify_error, make_client
@@ -68,22 +70,35 @@ class AwsSmsProvider(Provider):
     """
 
     reports = frozenset(FEEDBACK_STATUSES)
+    channels = frozenset({Channel.SMS})
 
     @classmethod
     def check_config(cls, key: str, config: dict[str, Any]) -> list[CheckMessage]:
+        messages: list[CheckMessage] = _check_dev_certificate_urls(key, config)
         missing = [
             name for name in ("WEBHOOK_BASIC_AUTH", "SNS_TOPIC_ARNS") if not config.get(name)
         ]
-        if not missing:
-            return []
-        return [
-            Warning(
-                f"Provider {key!r} has no {' and no '.join(missing)}: its SNS webhook refuses "
-                "every notification, so no delivery status arrives.",
-                hint="See docs/providers/aws_sms.md, 'The SNS webhook'.",
-                id="feedback_app.W103",
+        if missing:
+            messages.append(
+                Warning(
+                    f"Provider {key!r} has no {' and no '.join(missing)}: its SNS webhook refuses "
+                    "every notification, so no delivery status arrives.",
+                    hint="See docs/providers/aws_sms.md, 'The SNS webhook'.",
+                    id="feedback_app.W103",
+                )
             )
-        ]
+        elif _default_cache_is_dummy():
+            messages.append(
+                Warning(
+                    f"Provider {key!r}: the default cache is DummyCache, so the SNS webhook "
+                    "cannot remember the notifications it handled and handles each SNS retry "
+                    "again.",
+                    hint="Configure a real cache (Redis, Memcached, the database) as 'default'; "
+                    "see docs/providers/aws_sms.md, 'Events'.",
+                    id="feedback_app.W105",
+                )
+            )
+        return messages
 
     @cached_property
     def client(self) -> BaseClient:
@@ -159,3 +174,43 @@ class AwsSmsProvider(Provider):
             return getattr(self.client, operation)(**params)
         except Exception as exc:
             raise classify_error(exc, RETRYABLE_CODES, PERMANENT_CODES) from exc
+
+
+def _default_cache_is_dummy() -> bool:
+    backend = settings.CACHES.get(DEFAULT_CACHE_ALIAS, {}).get("BACKEND", "")
+    return backend == "django.core.cache.backends.dummy.DummyCache"
+
+
+def _check_dev_certificate_urls(key: str, config: dict[str, Any]) -> list[CheckMessage]:
+    """``SNS_DEV_CERTIFICATE_URLS`` trusts a local fake's certificate: development only."""
+    prefixes = config.get("SNS_DEV_CERTIFICATE_URLS")
+    if not prefixes:
+        return []
+    name = f"FEEDBACK_APP['PROVIDERS'][{key!r}]['SNS_DEV_CERTIFICATE_URLS']"
+    if not settings.DEBUG:
+        return [
+            Error(
+                f"{name} is set while DEBUG is off: it makes the SNS webhook trust certificates "
+                "that are not Amazon's.",
+                hint="It is for a local fake (make demo); remove it outside development.",
+                id="feedback_app.E105",
+            )
+        ]
+    if isinstance(prefixes, str):
+        prefixes = [prefixes]
+    bad = [
+        prefix
+        for prefix in prefixes
+        if not isinstance(prefix, str)
+        or not prefix.startswith(("http://", "https://"))
+        or not prefix.endswith("/")
+    ]
+    if bad:
+        return [
+            Error(
+                f"{name} has values that are not URL prefixes ending in '/': {bad!r}.",
+                hint='For example ["http://127.0.0.1:8765/sns/"].',
+                id="feedback_app.E106",
+            )
+        ]
+    return []

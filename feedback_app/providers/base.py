@@ -65,6 +65,12 @@ class StatusUpdate:
     at: datetime | None = None
     #: Provider facts worth keeping beside the event (error code, carrier, is-final flag...).
     detail: dict[str, Any] = field(default_factory=dict)
+    #: Raw provider statuses this one refines at the same delivery status (AWS's
+    #: ``TEXT_DELIVERED`` after ``TEXT_SUCCESSFUL``): see ``services.record_delivery``.
+    supersedes: frozenset[str] = frozenset()
+    #: Our public message id, when the provider echoes it (AWS's ``Context``): finds the message
+    #: when ``provider_message_id`` does not.
+    message_id: str | None = None
 
 
 class Provider:
@@ -78,6 +84,8 @@ class Provider:
     #: Delivery statuses that may be the last one a provider sends unasked (no receipt from the
     #: carrier); ``manage.py feedback_sync`` fetches them once they are SYNC_STALE_AFTER old.
     sync_statuses: ClassVar[frozenset[str]] = frozenset()
+    #: Channels this provider sends (``states.Channel`` values); None: any, the API does not check.
+    channels: ClassVar[frozenset[str] | None] = None
 
     def __init__(self, key: str, config: dict[str, Any]) -> None:
         self.key = key

@@ -4,6 +4,10 @@ Chime has no delivery receipts and no conversion API. What it tells is the proce
 message: ``SENT`` at once for a channel without a channel flow, ``PENDING`` while a flow's
 processor has not answered, then ``SENT``, ``DENIED`` or ``FAILED``; open messages are polled with
 ``get_channel_message_status``. Conversions are recorded locally only.
+
+Chime does not keep a message its processor denied ("This API does not return statuses for denied
+messages, because we don't store them"), so a pending message may answer ``NotFoundException``
+instead of ``DENIED``: both end as ``rejected``.
 """
 
 from __future__ import annotations
@@ -37,6 +41,9 @@ STATUSES: dict[str, str] = {
     "DENIED": Delivery.REJECTED,
 }
 
+#: ``provider_status`` of a pending message Chime no longer has: denied by the channel flow.
+NOT_FOUND = "NOT_FOUND"
+
 #: ``Message.metadata`` keys that let a still-pending message be polled: Chime asks for the
 #: channel (and SubChannel) of a message, which is otherwise stored only hashed and masked.
 CHANNEL_ARN_KEY = "chime_channel_arn"
@@ -55,6 +62,7 @@ class ChimeProvider(Provider):
     """Sends with ``send_channel_message``; polls ``get_channel_message_status`` while PENDING."""
 
     reports = frozenset()
+    channels = frozenset({Channel.CHAT})
     poll_statuses = frozenset({Delivery.QUEUED})
 
     @classmethod
@@ -148,7 +156,26 @@ class ChimeProvider(Provider):
         }
         if message.metadata.get(SUB_CHANNEL_ID_KEY):
             params["SubChannelId"] = message.metadata[SUB_CHANNEL_ID_KEY]
-        status = self._call("get_channel_message_status", **params).get("Status", {})
+        try:
+            response = self.client.get_channel_message_status(**params)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            # Known pending (the send answered PENDING): gone means the processor denied it.
+            if code == "NotFoundException" and message.provider_status == "PENDING":
+                return StatusUpdate(
+                    provider_message_id=message.provider_message_id,
+                    delivery_status=Delivery.REJECTED,
+                    provider_status=NOT_FOUND,
+                    detail={
+                        "status_detail": "not found: denied by the channel flow (Chime keeps no "
+                        "status for denied messages)",
+                        "error_code": code,
+                    },
+                )
+            raise classify_error(exc) from exc
+        except BotoCoreError as exc:
+            raise classify_error(exc) from exc
+        status = response.get("Status", {})
         value = status.get("Value", "")
         return StatusUpdate(
             provider_message_id=message.provider_message_id,

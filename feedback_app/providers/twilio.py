@@ -57,6 +57,10 @@ STATUSES: dict[str, str] = {
     "canceled": Delivery.REJECTED,
 }
 
+#: ``MessageStatus`` -> the statuses it refines at the same delivery status: a WhatsApp or RCS
+#: ``read`` after ``delivered`` keeps the message delivered and records the read receipt.
+SUPERSEDES: dict[str, frozenset[str]] = {"read": frozenset({"delivered"})}
+
 #: A Message SID, as Twilio's API validates it (Feedback's ``MessageSid`` path parameter).
 MESSAGE_SID = re.compile(r"^(SM|MM)[0-9a-fA-F]{32}$")
 MESSAGING_SERVICE_SID = re.compile(r"^MG[0-9a-fA-F]{32}$")
@@ -338,4 +342,5 @@ def _status_update(instance: MessageInstance) -> StatusUpdate | None:
         provider_status=raw,
         at=instance.date_updated,
         detail=detail,
+        supersedes=SUPERSEDES.get(raw, frozenset()),
     )

@@ -7,6 +7,7 @@ A provider module implements ``validate_request`` (authenticity) and ``parse_upd
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Iterable
 from typing import Any
 
@@ -34,20 +35,43 @@ class WebhookError(Exception):
         self.headers = headers or {}
 
 
+def find_message(provider: str, update: StatusUpdate) -> Message | None:
+    """The message an update is about: by the provider's message id, else by our own id when the
+    provider echoed it (``update.message_id``); None when the app has no such message."""
+    message = Message.objects.filter(
+        provider=provider, provider_message_id=update.provider_message_id
+    ).first()
+    if message is None and update.message_id:
+        try:
+            pk = uuid.UUID(update.message_id)
+        except ValueError:
+            return None
+        message = Message.objects.filter(provider=provider, pk=pk).first()
+    return message
+
+
 def apply_update(provider: str, update: StatusUpdate) -> bool:
-    """Record a status update; an unknown provider message id is ignored (it is not ours)."""
+    """Record a status update through ``services``; True when the delivery status changed.
+
+    A message the app has no row for is ignored: not sent through the app, purged, or sent so
+    recently that its row is not committed yet (docs/webhooks.md, "Early events").
+    """
+    message = find_message(provider, update)
+    if message is None:
+        logger.info("feedback_app: %s webhook for an unknown message, ignored", provider)
+        return False
     try:
         return services.record_delivery(
-            provider=provider,
-            provider_message_id=update.provider_message_id,
-            status=update.delivery_status,
+            message,
+            update.delivery_status,
             provider_status=update.provider_status,
             at=update.at,
             source=Source.WEBHOOK,
             detail=update.detail,
+            supersedes=update.supersedes,
         )
     except Message.DoesNotExist:
-        logger.info("feedback_app: %s webhook for an unknown message, ignored", provider)
+        # Deleted (retention, the admin) since it was found.
         return False
 
 

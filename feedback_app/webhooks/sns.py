@@ -4,6 +4,10 @@ destination -> SNS topic -> HTTPS subscription to this view).
 Three checks, all required: HTTP basic auth with the secret in the subscription URL
 (``WEBHOOK_BASIC_AUTH``), the SNS signature (``sns_signature``), and the topic allow-list
 (``SNS_TOPIC_ARNS``). A request failing any of them is refused and changes nothing.
+
+An event may arrive before the row of the message it is about is committed (AWS can publish
+while ``send`` is still recording the message). Such an event names our message id in its
+``context``; while it is recent the webhook answers 503, so SNS delivers it again.
 """
 
 from __future__ import annotations
@@ -13,17 +17,22 @@ import binascii
 import hmac
 import json
 import logging
+import uuid
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
+from django.conf import settings
 from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
 
+from ..models import Message
 from ..providers.base import StatusUpdate
 from ..states import Delivery
-from .base import WebhookError, WebhookView
+from . import subscriptions
+from .base import WebhookError, WebhookView, find_message
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +59,11 @@ EVENT_STATUSES: dict[str, str] = {
     "TEXT_UNKNOWN": Delivery.UNKNOWN,
 }
 
+#: ``eventType`` -> the event types it refines at the same delivery status. AWS may send
+#: ``TEXT_SUCCESSFUL`` (accepted by the carrier, often ``isFinal: false``) and then
+#: ``TEXT_DELIVERED`` (``isFinal: true``): the second keeps the status and records its facts.
+SUPERSEDES: dict[str, frozenset[str]] = {"TEXT_DELIVERED": frozenset({"TEXT_SUCCESSFUL"})}
+
 #: Event record fields kept in the delivery event's detail. Not the phone numbers.
 DETAIL_FIELDS = (
     "eventType",
@@ -64,6 +78,11 @@ DETAIL_FIELDS = (
 #: as long as its delivery policy says (an hour at most for HTTP/S); a day covers any policy.
 DEDUPE_SECONDS = 24 * 3600
 
+#: Seconds after an event during which an event for a message we sent but have no row for is
+#: answered 503: long enough for any ``send`` to commit, short enough that an event for a
+#: message rolled back (or purged) is not retried through SNS's whole delivery policy.
+UNCOMMITTED_GRACE = 15 * 60
+
 CHALLENGE = {"WWW-Authenticate": 'Basic realm="feedback_app"'}
 
 
@@ -71,8 +90,10 @@ class SnsWebhookView(WebhookView):
     """Receives SNS deliveries of SMS event records; see the module docstring.
 
     Provider settings: ``WEBHOOK_BASIC_AUTH`` ("user:password", also in the subscription URL),
-    ``SNS_TOPIC_ARNS`` (topics accepted; empty refuses all) and ``SNS_CONFIRM_SUBSCRIPTIONS``
-    (confirm a subscription by fetching its SubscribeURL; otherwise the URL is logged).
+    ``SNS_TOPIC_ARNS`` (topics accepted; empty refuses all), ``SNS_CONFIRM_SUBSCRIPTIONS``
+    (confirm a subscription by fetching its SubscribeURL; otherwise it is recorded for the admin
+    and logged) and, with ``DEBUG`` only, ``SNS_DEV_CERTIFICATE_URLS`` (a local fake's
+    certificate URL prefixes).
     """
 
     default_provider = "aws_sms"
@@ -115,7 +136,7 @@ class SnsWebhookView(WebhookView):
         if not isinstance(topic, str) or topic not in topics:
             raise WebhookError(403, f"topic {topic!r} is not in SNS_TOPIC_ARNS")
         try:
-            sns_signature.verify(envelope)
+            sns_signature.verify(envelope, dev_certificate_urls(provider, config))
         except sns_signature.InvalidSignature as exc:
             raise WebhookError(403, f"bad SNS signature: {exc}") from exc
         except sns_signature.CertificateUnavailable as exc:
@@ -126,12 +147,18 @@ class SnsWebhookView(WebhookView):
         self, request: HttpRequest, provider: str, config: dict[str, Any]
     ) -> Iterable[StatusUpdate]:
         envelope = self.envelope
+        kind = envelope["Type"]
+        update = parse_event(envelope["Message"]) if kind == "Notification" else None
+        # Before the MessageId is marked seen: SNS's next delivery must be handled.
+        if update is not None and awaits_commit(provider, update, envelope):
+            raise WebhookError(
+                503, f"message {update.message_id} is not recorded yet; SNS will deliver it again"
+            )
         if not self._mark_seen(provider, envelope["MessageId"]):
             logger.info("feedback_app: SNS message %s already handled", envelope["MessageId"])
             return []
-        kind = envelope["Type"]
         if kind == "SubscriptionConfirmation":
-            confirm_subscription(envelope, bool(config.get("SNS_CONFIRM_SUBSCRIPTIONS")))
+            confirm_subscription(provider, envelope, bool(config.get("SNS_CONFIRM_SUBSCRIPTIONS")))
             return []
         if kind == "UnsubscribeConfirmation":
             logger.warning(
@@ -140,17 +167,17 @@ class SnsWebhookView(WebhookView):
                 envelope["TopicArn"],
             )
             return []
-        update = parse_event(envelope["Message"])
         if update is None:
             return []
         return [replace(update, detail={**update.detail, "sns_message_id": envelope["MessageId"]})]
 
     # Deduplication on the SNS MessageId, in the cache rather than in MessageEvent rows: a
-    # duplicate is already harmless to the state (record_delivery never applies a status that
-    # does not rank higher), so the check only saves the repeated work, and a cache ``add`` is
-    # one atomic round trip where a lookup in event details would be an unindexed JSON query.
-    # With a per-process cache (LocMemCache) duplicates reaching another process are applied
-    # again, to the same effect.
+    # duplicate is already harmless to the state (record_delivery applies only a status that
+    # ranks higher, or a provider status that refines the current one, and a repeat does
+    # neither), so the check only saves the repeated work, and a cache ``add`` is one atomic
+    # round trip where a lookup in event details would be an unindexed JSON query. With a
+    # per-process cache (LocMemCache) duplicates reaching another process are applied again, to
+    # the same effect; with DummyCache nothing is remembered (system check W105).
 
     def _mark_seen(self, provider: str, sns_message_id: str) -> bool:
         """True the first time this SNS message is seen (and it is marked), else False."""
@@ -196,27 +223,56 @@ def check_basic_auth(request: HttpRequest, expected: str | None) -> None:
         raise WebhookError(401, "missing or wrong basic auth credentials", CHALLENGE)
 
 
-def confirm_subscription(envelope: dict[str, Any], confirm: bool) -> None:
-    """Confirm a (verified) subscription by fetching its SubscribeURL, or log the URL."""
-    from . import sns_signature
-
-    url = envelope.get("SubscribeURL")
+def confirm_subscription(provider: str, envelope: dict[str, Any], confirm: bool) -> None:
+    """Record a (verified) subscription request, and confirm it when ``confirm`` says so;
+    otherwise log its SubscribeURL, for a person to confirm it (the admin has an action)."""
+    try:
+        subscriptions.check_subscribe_url(envelope.get("SubscribeURL"), envelope["TopicArn"])
+    except subscriptions.SubscriptionError as exc:
+        raise WebhookError(403, exc.reason) from exc
+    subscription = subscriptions.record(provider, envelope)
     if not confirm:
         logger.warning(
-            "feedback_app: SNS subscription to %s awaits confirmation: open %s "
-            "(or set SNS_CONFIRM_SUBSCRIPTIONS)",
+            "feedback_app: SNS subscription to %s awaits confirmation: open %s, or confirm it in "
+            "the admin (SNS subscriptions), or set SNS_CONFIRM_SUBSCRIPTIONS",
             envelope["TopicArn"],
-            url,
+            envelope["SubscribeURL"],
         )
         return
-    if not sns_signature.is_sns_url(url):
-        raise WebhookError(403, f"SubscribeURL is not an SNS URL: {url!r}")
     try:
-        sns_signature.fetch(url)
-    except OSError as exc:
+        subscriptions.confirm(subscription)
+    except subscriptions.SubscriptionError as exc:
         # SNS sends the confirmation request again; the subscription stays pending until then.
-        raise WebhookError(503, f"could not confirm the subscription: {exc}") from exc
-    logger.info("feedback_app: confirmed the SNS subscription to %s", envelope["TopicArn"])
+        raise WebhookError(503, f"could not confirm the subscription: {exc.reason}") from exc
+
+
+def dev_certificate_urls(provider: str, config: dict[str, Any]) -> list[str]:
+    """``SNS_DEV_CERTIFICATE_URLS`` while ``DEBUG`` is on; ignored (and said so) otherwise."""
+    prefixes = config.get("SNS_DEV_CERTIFICATE_URLS") or []
+    if not prefixes:
+        return []
+    if not settings.DEBUG:
+        logger.error(
+            "feedback_app: %s SNS_DEV_CERTIFICATE_URLS is ignored: it is for development, with "
+            "DEBUG on",
+            provider,
+        )
+        return []
+    return [prefixes] if isinstance(prefixes, str) else list(prefixes)
+
+
+def awaits_commit(provider: str, update: StatusUpdate, envelope: dict[str, Any]) -> bool:
+    """True for a recent event about a message we sent (its ``context`` names our id) whose row
+    is not there yet: ``send`` is still recording it. Such an event is asked for again."""
+    if not update.message_id:
+        return False
+    at = update.at or _from_iso(envelope.get("Timestamp"))
+    if at is None or abs((timezone.now() - at).total_seconds()) > UNCOMMITTED_GRACE:
+        return False
+    if find_message(provider, update) is not None:
+        return False
+    # A row under another provider key is not one still being written.
+    return not Message.objects.filter(pk=update.message_id).exists()
 
 
 def parse_event(record_json: str) -> StatusUpdate | None:
@@ -240,7 +296,35 @@ def parse_event(record_json: str) -> StatusUpdate | None:
         provider_status=event_type,
         at=_from_milliseconds(record.get("eventTimestamp")),
         detail={name: record[name] for name in DETAIL_FIELDS if name in record},
+        supersedes=SUPERSEDES.get(event_type, frozenset()),
+        message_id=_our_id(record.get("context")),
     )
+
+
+def _our_id(context: object) -> str | None:
+    """Our public message id from the record's ``context`` (``send`` put it there), if any."""
+    from ..providers.aws_sms import CONTEXT_KEY
+
+    value = context.get(CONTEXT_KEY) if isinstance(context, dict) else None
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = uuid.UUID(value)
+    except ValueError:
+        return None
+    # The form ``send`` wrote, nothing looser.
+    return value if str(parsed) == value else None
+
+
+def _from_iso(value: object) -> datetime | None:
+    """An SNS ``Timestamp`` ("2026-01-01T00:00:00.123Z")."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
 
 
 def _from_milliseconds(value: object) -> datetime | None:

@@ -1,8 +1,9 @@
 """Verify that an Amazon SNS message was signed by SNS (SignatureVersion 1 and 2).
 
 The signature covers a canonical string of the message's fields; the key is in a certificate
-fetched over HTTPS from an SNS host only (``is_sns_url``), then cached. boto3 does not do this, and
-none of the small libraries that do is mature, so it is done here with ``cryptography``.
+fetched over HTTPS from an SNS host only (``is_sns_url``) and issued to an SNS signing name
+(``SIGNING_NAME``), then cached. boto3 does not do this, and none of the small libraries that do is
+mature, so it is done here with ``cryptography``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -23,9 +24,16 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature as _CryptographyInvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.x509.oid import NameOID
 
 #: Host names of SNS endpoints (aws and aws-cn partitions), matched against the whole host.
 SNS_HOST = re.compile(r"sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?")
+
+#: Names SNS signing certificates are issued to: ``sns.amazonaws.com`` in most regions, and per
+#: region elsewhere (``sns-signing.<region>.amazonaws.com`` in opt-in regions,
+#: ``sns-cn-north-1.amazonaws.com.cn``, ``sns-us-gov-west-1.amazonaws.com``), as the AWS SDK for
+#: Java's SNS message manager expects them. The ``.cn`` ending must match the certificate URL's.
+SIGNING_NAME = re.compile(r"sns(?:-signing\.[a-z0-9-]+|-[a-z0-9-]+)?\.amazonaws\.com(\.cn)?")
 
 #: Signed fields per message type, in signing order. Notification's ``Subject`` is signed only
 #: when the message has one.
@@ -107,6 +115,43 @@ def fetch(url: str, timeout: float = FETCH_TIMEOUT) -> bytes:
         return response.read()
 
 
+def certificate_names(certificate: x509.Certificate) -> list[str]:
+    """The names a certificate is issued to: its DNS subject alternative names if it has any,
+    else its subject's common names (as hostname verification reads them, RFC 6125)."""
+    try:
+        san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        san = None
+    if san is not None:
+        names = san.value.get_values_for_type(x509.DNSName)
+        if names:
+            return names
+    return [
+        str(attribute.value)
+        for attribute in certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    ]
+
+
+def is_sns_certificate(certificate: x509.Certificate, url: str) -> bool:
+    """True when the certificate is issued to an SNS signing name of the URL's partition."""
+    china = (urlsplit(url).hostname or "").endswith(".cn")
+    for name in certificate_names(certificate):
+        match = SIGNING_NAME.fullmatch(name.lower())
+        if match is not None and bool(match.group(1)) == china:
+            return True
+    return False
+
+
+def is_trusted_url(url: object, extra_prefixes: Iterable[str] = ()) -> bool:
+    """An SNS certificate URL, or one under a prefix of ``extra_prefixes`` (a local fake)."""
+    if is_sns_url(url, certificate=True):
+        return True
+    return isinstance(url, str) and any(
+        isinstance(prefix, str) and prefix.endswith("/") and url.startswith(prefix)
+        for prefix in extra_prefixes
+    )
+
+
 _certificates: dict[str, tuple[float, rsa.RSAPublicKey]] = {}
 _lock = threading.Lock()
 
@@ -116,9 +161,12 @@ def clear_certificate_cache() -> None:
         _certificates.clear()
 
 
-def certificate_key(url: str) -> rsa.RSAPublicKey:
-    """The RSA public key of the signing certificate at ``url``, cached per URL."""
-    if not is_sns_url(url, certificate=True):
+def certificate_key(url: str, extra_prefixes: Iterable[str] = ()) -> rsa.RSAPublicKey:
+    """The RSA public key of the signing certificate at ``url``, cached per URL.
+
+    ``extra_prefixes``: URL prefixes trusted besides SNS's (``SNS_DEV_CERTIFICATE_URLS``).
+    """
+    if not is_trusted_url(url, extra_prefixes):
         raise InvalidSignature(f"signing certificate URL is not an SNS URL: {url!r}")
     now = time.monotonic()
     with _lock:
@@ -136,6 +184,10 @@ def certificate_key(url: str) -> rsa.RSAPublicKey:
         certificate = x509.load_pem_x509_certificate(pem)
     except ValueError as exc:
         raise InvalidSignature(f"{url} is not a PEM certificate") from exc
+    if not is_sns_certificate(certificate, url):
+        # An SNS host serving some other certificate (or a file that merely parses as one).
+        names = ", ".join(certificate_names(certificate)) or "no name"
+        raise InvalidSignature(f"signing certificate is issued to {names}, not to SNS")
     key = certificate.public_key()
     if not isinstance(key, rsa.RSAPublicKey):
         raise InvalidSignature("signing certificate does not hold an RSA key")
@@ -166,10 +218,11 @@ def string_to_sign(message: Mapping[str, Any]) -> bytes:
     return "".join(lines).encode()
 
 
-def verify(message: Mapping[str, Any]) -> None:
+def verify(message: Mapping[str, Any], extra_prefixes: Iterable[str] = ()) -> None:
     """Return if SNS signed ``message`` (the parsed JSON body), else raise ``InvalidSignature``.
 
     Raises ``CertificateUnavailable`` when the certificate cannot be fetched just now.
+    ``extra_prefixes`` are certificate URL prefixes trusted besides SNS's (a local fake).
     """
     algorithm = HASHES.get(message.get("SignatureVersion"))
     if algorithm is None:
@@ -182,7 +235,7 @@ def verify(message: Mapping[str, Any]) -> None:
     except (binascii.Error, ValueError) as exc:
         raise InvalidSignature("Signature is not base64") from exc
     signed = string_to_sign(message)
-    key = certificate_key(message.get("SigningCertURL", ""))
+    key = certificate_key(message.get("SigningCertURL", ""), extra_prefixes)
     try:
         key.verify(raw_signature, signed, padding.PKCS1v15(), algorithm())
     except _CryptographyInvalidSignature as exc:

@@ -77,7 +77,7 @@ class TwilioWebhookView(WebhookView):
     def parse_updates(
         self, request: HttpRequest, provider: str, config: dict[str, Any]
     ) -> Iterable[StatusUpdate]:
-        from ..providers.twilio import delivery_status
+        from ..providers.twilio import SUPERSEDES, delivery_status
 
         # SmsSid/SmsStatus are the older names Twilio still sends alongside.
         sid = request.POST.get("MessageSid") or request.POST.get("SmsSid")
@@ -95,7 +95,11 @@ class TwilioWebhookView(WebhookView):
         }
         return [
             StatusUpdate(
-                provider_message_id=sid, delivery_status=status, provider_status=raw, detail=detail
+                provider_message_id=sid,
+                delivery_status=status,
+                provider_status=raw,
+                detail=detail,
+                supersedes=SUPERSEDES.get(raw, frozenset()),
             )
         ]
 

@@ -21,6 +21,7 @@ from botocore.exceptions import (
     TokenRetrievalError,
 )
 from botocore.stub import Stubber
+from django.core.checks import Error
 from django.utils import timezone
 
 from feedback_app import services, tasks
@@ -445,6 +446,50 @@ def test_half_configured_credentials_stay_permanent(settings, server, fake, monk
         send()
     assert info.value.code == "PartialCredentialsError"
     assert fake.requests == []
+
+
+# System checks of the backend's settings ----------------------------------------------------
+
+
+def check_ids(key: str = "aws_sms") -> list[str]:
+    config = get_provider(key).config
+    return [message.id for message in AwsSmsProvider.check_config(key, config)]
+
+
+WEBHOOK = {
+    "WEBHOOK_BASIC_AUTH": "sns:secret",
+    "SNS_TOPIC_ARNS": ["arn:aws:sns:us-east-1:111122223333:sms"],
+}
+
+
+def test_a_configured_webhook_without_a_real_cache_warns_w105(settings):
+    configure(settings, **WEBHOOK)
+    assert check_ids() == []
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}}
+    assert check_ids() == ["feedback_app.W105"]
+    # Without the webhook there is nothing to deduplicate; W103 says what is missing instead.
+    configure(settings, SNS_TOPIC_ARNS=[])
+    assert check_ids() == ["feedback_app.W103"]
+
+
+def test_dev_certificate_urls_are_an_error_without_debug(settings):
+    configure(settings, **WEBHOOK, SNS_DEV_CERTIFICATE_URLS=["http://127.0.0.1:8765/sns/"])
+    settings.DEBUG = False
+    issues = AwsSmsProvider.check_config("aws_sms", get_provider("aws_sms").config)
+    assert [issue.id for issue in issues] == ["feedback_app.E105"]
+    assert isinstance(issues[0], Error)
+    settings.DEBUG = True
+    assert check_ids() == []
+
+
+@pytest.mark.parametrize(
+    "prefixes",
+    [["http://127.0.0.1:8765"], ["127.0.0.1:8765/sns/"], [None], "ftp://fakes/sns/"],
+)
+def test_dev_certificate_urls_must_be_url_prefixes_ending_in_a_slash(settings, prefixes):
+    settings.DEBUG = True
+    configure(settings, **WEBHOOK, SNS_DEV_CERTIFICATE_URLS=prefixes)
+    assert check_ids() == ["feedback_app.E106"]
 
 
 # Client and settings ------------------------------------------------------------------------

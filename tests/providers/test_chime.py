@@ -395,10 +395,38 @@ def test_a_denied_status_read_by_polling_becomes_rejected(stubber):
     assert (message.delivery_status, message.provider_status) == (Delivery.REJECTED, "DENIED")
 
 
-def test_a_denied_message_chime_no_longer_stores_stays_queued_and_is_logged(chime, fake, caplog):
+def test_a_pending_message_chime_no_longer_has_was_denied_and_becomes_rejected(chime, fake):
     fake.set_send_status(CHANNEL, "PENDING")
     message = send()
+    assert message.provider_status == "PENDING"
+    # The processor denied it: Chime drops it, and its status answers NotFoundException.
     fake.settle(message.provider_message_id, "DENIED")
+
+    assert polling.poll_open_statuses() == 1
+
+    message.refresh_from_db()
+    assert (message.delivery_status, message.provider_status) == (Delivery.REJECTED, "NOT_FOUND")
+    event = MessageEvent.objects.get(message=message, source=Source.POLL)
+    assert (event.from_value, event.to_value) == (Delivery.QUEUED, Delivery.REJECTED)
+    assert event.detail["error_code"] == "NotFoundException"
+    assert "not found" in event.detail["status_detail"]
+    assert "denied by the channel flow" in event.detail["status_detail"]
+    # Settled: not asked about again.
+    reads = len(status_reads(fake))
+    assert polling.poll_open_statuses() == 0
+    assert len(status_reads(fake)) == reads
+
+
+def test_not_found_for_a_message_not_known_to_be_pending_stays_an_error(chime, fake, caplog):
+    # Tracked by the host without Chime's status: nothing says a flow denied it.
+    message = services.track(
+        provider="chime",
+        provider_message_id="m-unknown",
+        to=CHANNEL,
+        channel=Channel.CHAT,
+        sender=BOT,
+        metadata={CHANNEL_ARN_KEY: CHANNEL},
+    )
 
     with caplog.at_level(logging.WARNING, logger="feedback_app.polling"):
         assert polling.poll_open_statuses() == 0

@@ -11,6 +11,7 @@ import base64
 import json
 import logging
 import urllib.error
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,18 +23,20 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
+from django.contrib.auth.models import Permission
 from django.core.cache import cache
 from django.core.handlers.wsgi import WSGIHandler
 from django.db import connections
 from django.urls import reverse
+from django.utils import timezone
 from moto import mock_aws
 
 from feedback_app import services
-from feedback_app.models import Message, MessageEvent
+from feedback_app.models import Message, MessageEvent, SnsSubscription
 from feedback_app.states import Delivery, EventKind
 from feedback_app.testing import FakeServer
 from feedback_app.testing.aws_sms_fake import AwsSmsFake
-from feedback_app.webhooks import sns, sns_signature
+from feedback_app.webhooks import sns, sns_signature, subscriptions
 
 from ..factories import NUMBERS, make_message
 
@@ -55,13 +58,16 @@ CHALLENGE = 'Basic realm="feedback_app"'
 
 
 class Signer:
-    """An RSA key and a self-signed certificate standing in for SNS's."""
+    """An RSA key and a self-signed certificate standing in for SNS's (issued to
+    ``common_name``, with ``dns_names`` as subject alternative names if given)."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, common_name: str = "sns.amazonaws.com", dns_names: tuple[str, ...] = ()
+    ) -> None:
         self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sns.amazonaws.com")])
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
         now = datetime.now(UTC)
-        self.pem = (
+        builder = (
             x509.CertificateBuilder()
             .subject_name(name)
             .issuer_name(name)
@@ -69,9 +75,11 @@ class Signer:
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - timedelta(days=1))
             .not_valid_after(now + timedelta(days=30))
-            .sign(self.key, hashes.SHA256())
-            .public_bytes(serialization.Encoding.PEM)
         )
+        if dns_names:
+            san = x509.SubjectAlternativeName([x509.DNSName(name) for name in dns_names])
+            builder = builder.add_extension(san, critical=False)
+        self.pem = builder.sign(self.key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
 
     def sign(self, message: dict[str, Any], version: str = "2") -> dict[str, Any]:
         algorithm = hashes.SHA1() if version == "1" else hashes.SHA256()  # noqa: S303 (SNS v1)
@@ -284,13 +292,51 @@ def test_each_text_event_type_maps_to_its_delivery_status(
     assert message.delivery_status == status
 
 
-def test_both_aws_success_events_count_as_delivered_once(post, signer, message):
+def provider_events(message: Message) -> list[tuple[str, str, dict[str, Any]]]:
+    return list(
+        MessageEvent.objects.filter(message=message, kind=EventKind.PROVIDER)
+        .order_by("pk")
+        .values_list("from_value", "to_value", "detail")
+    )
+
+
+def test_text_delivered_after_text_successful_keeps_delivered_and_records_its_facts(
+    post, signer, message
+):
     first = event(message.provider_message_id, "TEXT_SUCCESSFUL", isFinal=False)
     post(signer.sign(notification(first)))
-    post(signer.sign(notification(event(message.provider_message_id, "TEXT_DELIVERED"))))
+    second = event(message.provider_message_id, "TEXT_DELIVERED", carrierName="Other Wireless")
+    body = signer.sign(notification(second))
+    assert post(body).status_code == 200
+
     message.refresh_from_db()
-    assert message.provider_status == "TEXT_SUCCESSFUL"
+    assert (message.delivery_status, message.provider_status) == ("delivered", "TEXT_DELIVERED")
+    # One transition: the second event refines the first, it moves nothing.
     assert delivery_events(message) == [("", "queued"), ("queued", "delivered")]
+    [(old, new, detail)] = provider_events(message)
+    assert (old, new) == ("TEXT_SUCCESSFUL", "TEXT_DELIVERED")
+    assert detail["isFinal"] is True
+    assert detail["carrierName"] == "Other Wireless"
+    assert detail["isoCountryCode"] == "US"
+    assert detail["sns_message_id"] == body["MessageId"]
+
+
+def test_a_late_text_successful_never_replaces_text_delivered(post, signer, message):
+    post(signer.sign(notification(event(message.provider_message_id, "TEXT_DELIVERED"))))
+    late = event(message.provider_message_id, "TEXT_SUCCESSFUL", isFinal=False)
+    post(signer.sign(notification(late)))
+    message.refresh_from_db()
+    assert message.provider_status == "TEXT_DELIVERED"
+    assert provider_events(message) == []
+
+
+def test_a_repeated_text_delivered_is_recorded_once(post, signer, message):
+    first = event(message.provider_message_id, "TEXT_SUCCESSFUL", isFinal=False)
+    post(signer.sign(notification(first)))
+    for _ in range(3):
+        # New SNS MessageIds: not caught by the deduplication, only by the state.
+        post(signer.sign(notification(event(message.provider_message_id, "TEXT_DELIVERED"))))
+    assert len(provider_events(message)) == 1
 
 
 def test_out_of_order_notifications_never_move_the_status_back(post, signer, message):
@@ -337,6 +383,79 @@ def test_a_notification_for_a_message_that_is_not_ours_is_acknowledged(post, sig
     response = post(signer.sign(notification(event("0d5e4c3b-not-ours"))))
     assert response.status_code == 200
     assert_unchanged(message)
+
+
+# Events that arrive before the message's row -----------------------------------------------
+
+
+def now_ms(**offset: float) -> int:
+    return int((datetime.now(UTC) + timedelta(**offset)).timestamp() * 1000)
+
+
+def early_event(our_id: uuid.UUID, aws_id: str = "aws-early-1", **fields: Any) -> str:
+    """A recent event of a message we sent, whose context names our id."""
+    fields.setdefault("eventTimestamp", now_ms())
+    return event(aws_id, context={"feedback_app_id": str(our_id)}, **fields)
+
+
+def test_a_recent_event_for_our_message_not_recorded_yet_asks_sns_to_deliver_it_again(post, signer):
+    our_id = uuid.uuid4()
+    body = signer.sign(notification(early_event(our_id)))
+
+    response = post(body)
+
+    assert response.status_code == 503
+    assert not Message.objects.exists()
+    # send() commits the row; SNS's next delivery of the same notification is applied.
+    message = make_message(provider="aws_sms", provider_message_id="aws-early-1", message_id=our_id)
+    assert post(body).status_code == 200
+    message.refresh_from_db()
+    assert message.delivery_status == Delivery.DELIVERED
+
+
+def test_an_old_event_for_a_message_without_a_row_is_acknowledged_and_dropped(post, signer):
+    our_id = uuid.uuid4()
+    body = signer.sign(notification(early_event(our_id, eventTimestamp=now_ms(minutes=-16))))
+
+    assert post(body).status_code == 200
+
+    # Marked handled: a later row does not bring the dropped event back.
+    message = make_message(provider="aws_sms", provider_message_id="aws-early-1", message_id=our_id)
+    assert post(body).status_code == 200
+    assert_unchanged(message)
+
+
+@pytest.mark.parametrize(
+    "context",
+    [
+        {},
+        {"feedback_app_id": "not-a-uuid"},
+        {"feedback_app_id": "{12345678-1234-5678-1234-567812345678}"},
+        {"feedback_app_id": 42},
+        {"another_key": "12345678-1234-5678-1234-567812345678"},
+        "12345678-1234-5678-1234-567812345678",
+    ],
+    ids=["empty", "not-a-uuid", "not-our-form", "not-a-string", "another-key", "not-a-map"],
+)
+def test_an_event_whose_context_names_none_of_our_ids_is_acknowledged(post, signer, context):
+    body = signer.sign(notification(event("aws-unknown", context=context, eventTimestamp=now_ms())))
+    assert post(body).status_code == 200
+
+
+def test_an_event_for_our_id_recorded_under_another_provider_key_is_not_retried(post, signer):
+    our_id = uuid.uuid4()
+    make_message(provider="aws_sms_eu", provider_message_id="aws-early-1", message_id=our_id)
+    assert post(signer.sign(notification(early_event(our_id)))).status_code == 200
+
+
+def test_the_message_is_found_by_our_id_when_the_aws_id_does_not_match(post, signer):
+    our_id = uuid.uuid4()
+    message = make_message(
+        provider="aws_sms", provider_message_id="recorded-under-another-id", message_id=our_id
+    )
+    assert post(signer.sign(notification(early_event(our_id)))).status_code == 200
+    message.refresh_from_db()
+    assert message.delivery_status == Delivery.DELIVERED
 
 
 @pytest.mark.parametrize(
@@ -524,6 +643,122 @@ def test_an_unknown_signature_version_is_refused(post, signer, message, version)
     assert_unchanged(message)
 
 
+@pytest.mark.parametrize(
+    ("common_name", "dns_names"),
+    [
+        ("evil.example.com", ()),
+        ("sns.amazonaws.com.evil.example.com", ()),
+        ("s3.amazonaws.com", ()),
+        # A China certificate at a certificate URL of the aws partition.
+        ("sns-cn-north-1.amazonaws.com.cn", ()),
+        # With DNS names, those are the names; the common name is not read (RFC 6125).
+        ("sns.amazonaws.com", ("evil.example.com",)),
+    ],
+)
+def test_a_certificate_not_issued_to_sns_is_refused(
+    monkeypatch, post, message, common_name, dns_names
+):
+    foreign = Signer(common_name, dns_names)
+    monkeypatch.setattr(sns_signature, "fetch", lambda url, timeout=5: foreign.pem)
+    response = post(foreign.sign(notification(event(message.provider_message_id))))
+    assert response.status_code == 403
+    assert "not to SNS" in response.content.decode()
+    assert_unchanged(message)
+
+
+@pytest.mark.parametrize(
+    ("common_name", "dns_names", "cert_url"),
+    [
+        ("sns.amazonaws.com", (), CERT_URL),
+        ("whatever", ("sns.amazonaws.com",), CERT_URL),
+        (
+            "sns-signing.me-south-1.amazonaws.com",
+            (),
+            "https://sns.me-south-1.amazonaws.com/SimpleNotificationService-1.pem",
+        ),
+        (
+            "sns-us-gov-west-1.amazonaws.com",
+            (),
+            "https://sns.us-gov-east-1.amazonaws.com/SimpleNotificationService-1.pem",
+        ),
+        (
+            "sns-cn-north-1.amazonaws.com.cn",
+            (),
+            "https://sns.cn-north-1.amazonaws.com.cn/SimpleNotificationService-1.pem",
+        ),
+    ],
+)
+def test_the_names_sns_issues_its_signing_certificates_to_are_accepted(
+    monkeypatch, post, message, common_name, dns_names, cert_url
+):
+    # As the AWS SDK for Java's SNS message manager expects them per region.
+    own = Signer(common_name, dns_names)
+    monkeypatch.setattr(sns_signature, "fetch", lambda url, timeout=5: own.pem)
+    body = own.sign(notification(event(message.provider_message_id), SigningCertURL=cert_url))
+    assert post(body).status_code == 200
+
+
+# A local fake's certificate, for development --------------------------------------------------
+
+DEV_PREFIX = "http://127.0.0.1:8765/sns/"
+DEV_CERT_URL = DEV_PREFIX + "SimpleNotificationService-demo.pem"
+
+
+@pytest.fixture
+def dev_certificates(settings, monkeypatch, signer, fetched) -> list[str]:
+    """SNS_DEV_CERTIFICATE_URLS set, and our certificate at any URL (the fetched ones listed)."""
+    settings.FEEDBACK_APP = {
+        **settings.FEEDBACK_APP,
+        "PROVIDERS": {"aws_sms": aws_sms_settings(SNS_DEV_CERTIFICATE_URLS=[DEV_PREFIX])},
+    }
+    urls: list[str] = []
+    monkeypatch.setattr(
+        sns_signature, "fetch", lambda url, timeout=5: urls.append(url) or signer.pem
+    )
+    return urls
+
+
+def test_a_dev_certificate_url_is_trusted_with_debug_on(
+    settings, dev_certificates, post, signer, message
+):
+    settings.DEBUG = True
+    record = event(message.provider_message_id)
+    body = signer.sign(notification(record, SigningCertURL=DEV_CERT_URL))
+    assert post(body).status_code == 200
+    assert dev_certificates == [DEV_CERT_URL]
+    message.refresh_from_db()
+    assert message.delivery_status == Delivery.DELIVERED
+
+
+def test_a_dev_certificate_url_is_ignored_with_debug_off(
+    settings, dev_certificates, post, signer, message, caplog
+):
+    settings.DEBUG = False
+    record = event(message.provider_message_id)
+    body = signer.sign(notification(record, SigningCertURL=DEV_CERT_URL))
+    assert post(body).status_code == 403
+    assert dev_certificates == []
+    assert "SNS_DEV_CERTIFICATE_URLS is ignored" in caplog.text
+    assert_unchanged(message)
+
+
+@pytest.mark.parametrize(
+    "cert_url",
+    [
+        "http://127.0.0.1:87650/sns/SimpleNotificationService-demo.pem",
+        "http://127.0.0.1:8765/other/SimpleNotificationService-demo.pem",
+        "http://localhost:8765/sns/SimpleNotificationService-demo.pem",
+    ],
+)
+def test_only_urls_under_a_dev_prefix_are_trusted(
+    settings, dev_certificates, post, signer, message, cert_url
+):
+    settings.DEBUG = True
+    body = signer.sign(notification(event(message.provider_message_id), SigningCertURL=cert_url))
+    assert post(body).status_code == 403
+    assert dev_certificates == []
+
+
 def test_the_certificate_is_fetched_once_and_cached(post, signer, message, fetched):
     for event_type in ("TEXT_QUEUED", "TEXT_SENT", "TEXT_DELIVERED"):
         post(signer.sign(notification(event(message.provider_message_id, event_type))))
@@ -552,21 +787,53 @@ def test_an_unreachable_certificate_host_asks_sns_to_retry(
 # Subscription confirmation ------------------------------------------------------------------
 
 
-def test_a_subscription_is_confirmed_when_the_setting_says_so(settings, post, signer, fetched):
+def confirm_subscriptions(settings) -> None:
     settings.FEEDBACK_APP = {
         **settings.FEEDBACK_APP,
         "PROVIDERS": {"aws_sms": aws_sms_settings(SNS_CONFIRM_SUBSCRIPTIONS=True)},
     }
-    assert post(signer.sign(confirmation())).status_code == 200
+
+
+def test_a_subscription_is_confirmed_when_the_setting_says_so(settings, post, signer, fetched):
+    confirm_subscriptions(settings)
+    body = signer.sign(confirmation())
+    assert post(body).status_code == 200
     assert fetched == [CERT_URL, SUBSCRIBE_URL]
+    subscription = SnsSubscription.objects.get()
+    assert (subscription.provider, subscription.sns_message_id) == ("aws_sms", body["MessageId"])
+    assert subscription.confirmed_at is not None
+    assert subscription.confirmed_by == ""
 
 
-def test_otherwise_the_subscribe_url_is_logged_and_not_fetched(post, signer, fetched, caplog):
+def test_otherwise_the_subscribe_url_is_recorded_and_logged_and_not_fetched(
+    post, signer, fetched, caplog
+):
     caplog.set_level(logging.WARNING, logger="feedback_app")
-    assert post(signer.sign(confirmation())).status_code == 200
+    before = timezone.now()
+    body = signer.sign(confirmation())
+    assert post(body).status_code == 200
     assert fetched == [CERT_URL]
     assert SUBSCRIBE_URL in caplog.text
     assert not Message.objects.exists()
+    subscription = SnsSubscription.objects.get()
+    assert (subscription.provider, subscription.topic_arn) == ("aws_sms", TOPIC)
+    assert (subscription.sns_message_id, subscription.subscribe_url) == (
+        body["MessageId"],
+        SUBSCRIBE_URL,
+    )
+    assert subscription.received_at >= before
+    assert subscription.confirmed_at is None
+
+
+def test_a_confirmation_request_sns_sends_again_is_one_subscription(post, signer, fetched):
+    body = signer.sign(confirmation())
+    assert post(body).status_code == 200
+    cache.clear()  # as if another process, with its own cache, got the second delivery
+    assert post(body).status_code == 200
+    assert SnsSubscription.objects.count() == 1
+    # A new request (subscribed again) is another one.
+    assert post(signer.sign(confirmation())).status_code == 200
+    assert SnsSubscription.objects.count() == 2
 
 
 def test_a_confirmation_with_a_foreign_subscribe_url_is_not_fetched(
@@ -579,6 +846,29 @@ def test_a_confirmation_with_a_foreign_subscribe_url_is_not_fetched(
     body = signer.sign(confirmation(SubscribeURL="https://evil.com/?Action=ConfirmSubscription"))
     assert post(body).status_code == 403
     assert fetched == [CERT_URL]
+    assert not SnsSubscription.objects.exists()
+
+
+@pytest.mark.parametrize("confirm", [True, False])
+@pytest.mark.parametrize(
+    "subscribe_url",
+    [
+        "https://evil.com/?Action=ConfirmSubscription&TopicArn=" + TOPIC,
+        "http://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription&TopicArn=" + TOPIC,
+        "https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe&TopicArn=" + TOPIC,
+        "https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription&TopicArn=" + OTHER_TOPIC,
+        "https://sns.us-east-1.amazonaws.com/?TopicArn=" + TOPIC,
+    ],
+    ids=["foreign-host", "http", "other-action", "other-topic", "no-action"],
+)
+def test_a_subscribe_url_that_is_not_snss_confirmation_of_this_topic_is_refused(
+    settings, post, signer, fetched, confirm, subscribe_url
+):
+    if confirm:
+        confirm_subscriptions(settings)
+    assert post(signer.sign(confirmation(SubscribeURL=subscribe_url))).status_code == 403
+    assert fetched == [CERT_URL]
+    assert not SnsSubscription.objects.exists()
 
 
 def test_a_forged_confirmation_is_refused(settings, post, signer, fetched):
@@ -609,15 +899,155 @@ def test_a_confirmation_that_could_not_be_fetched_is_tried_again_when_sns_resend
 
     monkeypatch.setattr(sns_signature, "fetch", subscribe_fails)
     assert post(body).status_code == 503
+    assert SnsSubscription.objects.get().confirmed_at is None
     monkeypatch.setattr(sns_signature, "fetch", fetch)
     assert post(body).status_code == 200
     assert fetched[-1] == SUBSCRIBE_URL
+    assert SnsSubscription.objects.get().confirmed_at is not None
 
 
 def test_an_unsubscribe_confirmation_is_logged(post, signer, caplog):
     body = signer.sign(confirmation("UnsubscribeConfirmation"))
     assert post(body).status_code == 200
     assert "unsubscribed" in caplog.text
+
+
+# Confirming a recorded subscription from the admin -----------------------------------------
+
+REAL_FETCH = sns_signature.fetch
+
+
+class FakeSns:
+    """SNS's ConfirmSubscription endpoint, locally: records each GET."""
+
+    def __init__(self, status: str = "200 OK") -> None:
+        self.status = status
+        self.requests: list[tuple[str, str, str]] = []
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        self.requests.append(
+            (environ["REQUEST_METHOD"], environ["PATH_INFO"], environ["QUERY_STRING"])
+        )
+        start_response(self.status, [("Content-Type", "text/xml")])
+        return [b"<ConfirmSubscriptionResponse/>"]
+
+
+@pytest.fixture
+def fake_sns(monkeypatch) -> Iterator[FakeSns]:
+    """The fake behind ``https://sns.us-east-1.amazonaws.com``: the real ``fetch`` (urllib, no
+    redirects) sends the request to it instead of AWS."""
+    fake = FakeSns()
+    with FakeServer(fake) as server:
+
+        def fetch(url: str, timeout: float = sns_signature.FETCH_TIMEOUT) -> bytes:
+            local = url.replace("https://sns.us-east-1.amazonaws.com", server.url, 1)
+            assert local != url, f"not an SNS URL of the fake: {url}"
+            return REAL_FETCH(local, timeout)
+
+        monkeypatch.setattr(sns_signature, "fetch", fetch)
+        yield fake
+
+
+@pytest.fixture
+def recorded(post, signer) -> SnsSubscription:
+    """A subscription the webhook recorded, not confirmed."""
+    assert post(signer.sign(confirmation())).status_code == 200
+    return SnsSubscription.objects.get()
+
+
+def confirm_in_admin(client: Any, *subscriptions: SnsSubscription) -> list[str]:
+    response = client.post(
+        reverse("admin:feedback_app_snssubscription_changelist"),
+        {"action": "confirm_selected", "_selected_action": [s.pk for s in subscriptions]},
+        follow=True,
+    )
+    assert response.status_code == 200
+    return [str(message) for message in response.context["messages"]]
+
+
+def test_the_admin_action_confirms_a_recorded_subscription_with_a_get_of_its_url(
+    recorded, fake_sns, admin_client, admin_user
+):
+    notices = confirm_in_admin(admin_client, recorded)
+
+    query = SUBSCRIBE_URL.split("?", 1)[1]
+    assert fake_sns.requests == [("GET", "/", query)]
+    recorded.refresh_from_db()
+    assert recorded.confirmed_at is not None
+    assert recorded.confirmed_by == admin_user.get_username()
+    assert notices == [f"{TOPIC}: subscription confirmed."]
+
+
+def test_confirming_a_confirmed_subscription_fetches_nothing(recorded, fake_sns, admin_client):
+    confirm_in_admin(admin_client, recorded)
+    notices = confirm_in_admin(admin_client, recorded)
+    assert len(fake_sns.requests) == 1
+    assert notices == [f"{TOPIC}: already confirmed."]
+
+
+def test_when_sns_refuses_the_subscription_stays_unconfirmed_and_the_admin_says_why(
+    recorded, fake_sns, admin_client
+):
+    fake_sns.status = "400 Bad Request"
+    notices = confirm_in_admin(admin_client, recorded)
+    recorded.refresh_from_db()
+    assert recorded.confirmed_at is None
+    assert len(notices) == 1 and "not confirmed" in notices[0] and "HTTP 400" in notices[0]
+
+
+@pytest.mark.parametrize(
+    "subscribe_url",
+    [
+        "https://evil.com/?Action=ConfirmSubscription&TopicArn=" + TOPIC,
+        "https://sns.us-east-1.amazonaws.com.evil.com/?Action=ConfirmSubscription&TopicArn="
+        + TOPIC,
+        "http://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription&TopicArn=" + TOPIC,
+        "https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe&TopicArn=" + TOPIC,
+        "https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription&TopicArn=" + OTHER_TOPIC,
+    ],
+)
+def test_a_stored_url_that_is_not_snss_is_refused_and_never_fetched(
+    fake_sns, admin_client, monkeypatch, subscribe_url
+):
+    subscription = SnsSubscription.objects.create(
+        provider="aws_sms",
+        topic_arn=TOPIC,
+        sns_message_id="m-1",
+        subscribe_url=subscribe_url,
+        received_at=timezone.now(),
+    )
+    fetches: list[str] = []
+    monkeypatch.setattr(sns_signature, "fetch", lambda url, timeout=5: fetches.append(url))
+
+    with pytest.raises(subscriptions.SubscriptionError):
+        subscriptions.confirm(subscription)
+    notices = confirm_in_admin(admin_client, subscription)
+
+    assert fetches == []
+    assert fake_sns.requests == []
+    assert len(notices) == 1 and "not confirmed" in notices[0]
+    subscription.refresh_from_db()
+    assert subscription.confirmed_at is None
+
+
+def test_the_subscription_admin_is_read_only_and_its_action_needs_the_change_permission(
+    recorded, fake_sns, client, django_user_model
+):
+    viewer = django_user_model.objects.create_user("viewer", password="pw", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_snssubscription"))
+    client.force_login(viewer)
+    changelist = reverse("admin:feedback_app_snssubscription_changelist")
+
+    page = client.get(changelist)
+    assert page.status_code == 200
+    assert TOPIC in page.content.decode()
+    assert "confirm_selected" not in page.content.decode()
+    client.post(changelist, {"action": "confirm_selected", "_selected_action": [recorded.pk]})
+    assert fake_sns.requests == []
+    assert client.get(reverse("admin:feedback_app_snssubscription_add")).status_code == 403
+
+    viewer.user_permissions.add(Permission.objects.get(codename="change_snssubscription"))
+    assert "confirm_selected" in client.get(changelist).content.decode()
 
 
 # The certificate URL check ------------------------------------------------------------------
@@ -661,13 +1091,19 @@ def test_anything_else_is_not_an_sns_url(url):
 # End to end with moto's SNS -----------------------------------------------------------------
 
 
-def django_app() -> Callable[..., Any]:
-    """Django's WSGI handler, closing this thread's database connections after each request."""
+def django_app(answers: list[int] | None = None) -> Callable[..., Any]:
+    """Django's WSGI handler, closing this thread's database connections after each request;
+    the HTTP status of each answer is appended to ``answers``."""
     handler = WSGIHandler()
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        def record(status: str, headers: Any, *args: Any) -> Any:
+            if answers is not None:
+                answers.append(int(status.split()[0]))
+            return start_response(status, headers, *args)
+
         try:
-            return list(handler(environ, start_response))
+            return list(handler(environ, record))
         finally:
             connections.close_all()
 
@@ -694,8 +1130,14 @@ def moto_sns(monkeypatch) -> Iterator[Any]:
 
 
 @pytest.fixture
-def live_webhook() -> Iterator[str]:
-    with FakeServer(django_app()) as server:
+def answers() -> list[int]:
+    """The HTTP status of each answer the live webhook gave."""
+    return []
+
+
+@pytest.fixture
+def live_webhook(answers) -> Iterator[str]:
+    with FakeServer(django_app(answers)) as server:
         yield server.url + reverse("feedback_app:webhook-sns")
 
 
@@ -707,7 +1149,7 @@ def subscribe(moto_sns: Any, url: str) -> str:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_moto_signed_notifications_reach_the_webhook_end_to_end(moto_sns, live_webhook):
+def test_moto_signed_notifications_reach_the_webhook_end_to_end(moto_sns, live_webhook, answers):
     message = make_message(provider="aws_sms", provider_message_id="e2e-message-1")
     credentials = f"http://{USER}:{PASSWORD}@"
     topic = subscribe(moto_sns, live_webhook.replace("http://", credentials))
@@ -718,6 +1160,7 @@ def test_moto_signed_notifications_reach_the_webhook_end_to_end(moto_sns, live_w
     message.refresh_from_db()
     assert message.delivery_status == Delivery.DELIVERED
     assert delivery_events(message) == [("", "queued"), ("queued", "delivered")]
+    assert answers == [200, 200, 200]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -749,17 +1192,19 @@ def test_a_message_sent_through_the_fake_is_delivered_by_the_event_aws_would_pub
 
 @pytest.mark.django_db(transaction=True)
 def test_moto_notifications_without_the_subscription_credentials_change_nothing(
-    moto_sns, live_webhook
+    moto_sns, live_webhook, answers
 ):
     message = make_message(provider="aws_sms", provider_message_id="e2e-message-2")
     topic = subscribe(moto_sns, live_webhook)
     moto_sns.publish(TopicArn=topic, Message=event("e2e-message-2"))
+    # The notification did reach the webhook, which challenged it.
+    assert answers == [401]
     assert_unchanged(message)
 
 
 @pytest.mark.django_db(transaction=True)
 def test_moto_notifications_from_a_topic_not_allowed_change_nothing(
-    settings, moto_sns, live_webhook
+    settings, moto_sns, live_webhook, answers
 ):
     settings.FEEDBACK_APP = {
         **settings.FEEDBACK_APP,
@@ -769,4 +1214,26 @@ def test_moto_notifications_from_a_topic_not_allowed_change_nothing(
     credentials = f"http://{USER}:{PASSWORD}@"
     topic = subscribe(moto_sns, live_webhook.replace("http://", credentials))
     moto_sns.publish(TopicArn=topic, Message=event("e2e-message-3"))
+    # The notification did reach the webhook, with the credentials, and the topic was refused.
+    assert answers == [403]
     assert_unchanged(message)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_motos_signing_certificate_is_issued_to_sns_and_verifies(moto_sns):
+    bodies: list[dict[str, Any]] = []
+
+    def endpoint(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        bodies.append(json.loads(environ["wsgi.input"].read(length)))
+        start_response("200 OK", [])
+        return [b""]
+
+    with FakeServer(endpoint) as server:
+        topic = subscribe(moto_sns, server.url + "/")
+        moto_sns.publish(TopicArn=topic, Message=event("e2e-message-4"))
+    [body] = bodies
+    certificate = x509.load_pem_x509_certificate(sns_signature.fetch(body["SigningCertURL"]))
+
+    assert sns_signature.certificate_names(certificate) == ["sns.amazonaws.com"]
+    sns_signature.verify(body)

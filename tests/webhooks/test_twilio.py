@@ -334,17 +334,28 @@ def test_a_duplicate_callback_is_recorded_once(client, message):
     assert [e.to_value for e in delivery_events(message)] == [Delivery.QUEUED, Delivery.SENT]
 
 
-def test_sent_then_delivered_then_read_ends_delivered(client, message):
+def test_sent_then_delivered_then_read_ends_delivered_with_the_read_receipt(client, message):
     for status in ("sent", "delivered", "read"):
         post(client, callback(status))
 
     message.refresh_from_db()
-    assert message.delivery_status == Delivery.DELIVERED
+    assert (message.delivery_status, message.provider_status) == (Delivery.DELIVERED, "read")
     assert [e.to_value for e in delivery_events(message)] == [
         Delivery.QUEUED,
         Delivery.SENT,
         Delivery.DELIVERED,
     ]
+    read = MessageEvent.objects.get(message=message, kind=EventKind.PROVIDER)
+    assert (read.from_value, read.to_value) == ("delivered", "read")
+
+
+def test_a_late_delivered_never_replaces_read(client, message):
+    for status in ("read", "delivered"):
+        post(client, callback(status))
+
+    message.refresh_from_db()
+    assert message.provider_status == "read"
+    assert not MessageEvent.objects.filter(message=message, kind=EventKind.PROVIDER).exists()
 
 
 @pytest.mark.parametrize(
