@@ -179,6 +179,9 @@ if FAKES_URL:
                 "ORIGINATION_IDENTITY": "+12065550100",
                 "WEBHOOK_BASIC_AUTH": "sns:demo-webhook-password",
                 "SNS_TOPIC_ARNS": ["arn:aws:sns:us-east-1:111122223333:demo-sms-events"],
+                # The fakes sign their SNS notifications with a certificate they serve here;
+                # honoured with DEBUG only (a system check refuses it otherwise).
+                "SNS_DEV_CERTIFICATE_URLS": [FAKES_URL.rstrip("/") + "/sns/"],
             },
             "chime": {
                 **_aws_fake,

@@ -269,12 +269,13 @@ class ChimeFake:
                     "ConflictException", "ClientRequestToken was used for a different request"
                 )
         else:
-            value, detail = self._send_status.get(channel_arn, ("SENT", ""))
+            value, detail = self._initial_status(channel_arn)
             message = FakeChannelMessage(
                 message_id=uuid.uuid4().hex, status=value, detail=detail, **fields
             )
             self.messages[message.message_id] = message
             self._tokens[(bearer, token)] = message.message_id
+            self._created(message)
         answer: dict[str, Any] = {
             "ChannelArn": channel_arn,
             "MessageId": message.message_id,
@@ -293,6 +294,15 @@ class ChimeFake:
         if message.bearer != bearer:
             raise ChimeError("ForbiddenException", "Only the message sender can get its status")
         return {"Status": _status_structure(message)}
+
+    # -- hooks for subclasses (called with the lock held) -------------------------------------
+
+    def _initial_status(self, channel_arn: str) -> tuple[str, str]:
+        """The status (and detail) a new message to ``channel_arn`` gets."""
+        return self._send_status.get(channel_arn, ("SENT", ""))
+
+    def _created(self, message: FakeChannelMessage) -> None:
+        """Called once per new message, after it is stored."""
 
 
 def _read_request(environ: dict[str, Any]) -> FakeRequest:

@@ -2,24 +2,37 @@
 provider (``manage.py feedback_fakes``, started by ``make demo``).
 
 Requests are routed the way the SDKs address the real services: AWS JSON calls carry an
-``X-Amz-Target`` header, Twilio's paths start with ``/2010-04-01/``, Chime's with ``/channels``.
-The Twilio fake also plays the carrier: it posts signed status callbacks (``sent``, then
-``delivered`` or ``undelivered``) to the callback URL each message was created with, so the
-webhook path runs too.
+``X-Amz-Target`` header, Twilio's paths start with ``/2010-04-01/``, Chime's with ``/channels``,
+and the SNS signing certificate is under ``/sns/``.
+
+Each fake also plays what happens after the send, so the whole path runs:
+
+- Twilio posts signed status callbacks (``sent``, then ``delivered`` or ``undelivered``) to the
+  callback URL each message was created with;
+- AWS publishes each message's event records (``TEXT_SUCCESSFUL`` then ``TEXT_DELIVERED``, or a
+  failure) through "SNS": signed notifications posted to the ``aws_sms`` webhook with the basic
+  auth of its settings. The webhook trusts the fake's certificate only through
+  ``SNS_DEV_CERTIFICATE_URLS``, with ``DEBUG`` on (the example project sets both);
+- Chime answers some sends ``PENDING`` (a channel flow) and settles them later, mostly ``SENT``,
+  some denied or failed, for the ``poll_statuses`` schedule to find.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import random
 import threading
 import urllib.request
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
 from .aws_sms_fake import AwsSmsFake
-from .chime_fake import ChimeFake
+from .chime_fake import ChimeFake, FakeChannelMessage
+from .sns_fake import CERTIFICATE_PATH, SnsPublisher
 from .twilio_fake import API_VERSION, AUTH_TOKEN, TwilioFake
 
 logger = logging.getLogger(__name__)
@@ -82,13 +95,169 @@ class CarrierTwilioFake(TwilioFake):
             logger.warning("status callback to %s failed: %s", url, exc)
 
 
+@dataclass(frozen=True)
+class SnsTarget:
+    """Where "SNS" delivers: the webhook URL, the credentials of the subscription URL, and the
+    topic the events are published to."""
+
+    url: str
+    basic_auth: str
+    topic_arn: str
+
+
+def sns_target_from_settings(provider: str = "aws_sms") -> SnsTarget | None:
+    """The ``provider``'s SNS webhook as the Django settings describe it: ``PUBLIC_URL`` and the
+    provider's ``WEBHOOK_BASIC_AUTH`` and first ``SNS_TOPIC_ARNS``; None when one is missing."""
+    from django.urls import reverse
+
+    from ..conf import app_settings
+
+    config = app_settings.PROVIDERS.get(provider) or {}
+    topics = config.get("SNS_TOPIC_ARNS") or []
+    topic = topics if isinstance(topics, str) else next(iter(topics), None)
+    auth = config.get("WEBHOOK_BASIC_AUTH")
+    public_url = app_settings.PUBLIC_URL
+    if not (topic and auth and public_url):
+        return None
+    path = (
+        reverse("feedback_app:webhook-sns")
+        if provider == "aws_sms"
+        else reverse("feedback_app:webhook-sns-key", args=[provider])
+    )
+    return SnsTarget(url=public_url.rstrip("/") + path, basic_auth=auth, topic_arn=topic)
+
+
+#: Final events of the messages that fail, picked at random (rejected or undelivered).
+FAILURE_EVENTS = ("TEXT_UNREACHABLE", "TEXT_CARRIER_UNREACHABLE", "TEXT_BLOCKED", "TEXT_SPAM")
+
+
+class CarrierAwsSmsFake(AwsSmsFake):
+    """An ``AwsSmsFake`` whose messages produce event records, published through ``sns``.
+
+    A message gets ``TEXT_SUCCESSFUL`` (``isFinal: false``) then ``TEXT_DELIVERED`` after
+    ``delays`` seconds, or one of ``FAILURE_EVENTS`` with probability ``failure_rate``. ``target``
+    says where they go (default: ``sns_target_from_settings()`` when they are published); with no
+    target nothing is published.
+    """
+
+    def __init__(
+        self,
+        *,
+        sns: SnsPublisher,
+        delays: tuple[float, float] = (1.0, 3.0),
+        failure_rate: float = 0.1,
+        target: Callable[[], SnsTarget | None] = sns_target_from_settings,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.sns = sns
+        self.delays = delays
+        self.failure_rate = failure_rate
+        self.target = target
+
+    def _dispatch(
+        self, environ: dict[str, Any], headers: dict[str, str], operation: str, body: Any
+    ) -> dict[str, Any]:
+        answer = super()._dispatch(environ, headers, operation, body)
+        message_id = answer.get("MessageId")
+        if operation == "SendTextMessage" and message_id in self.messages:
+            # The certificate is served here, at the address the SDK reached us on.
+            host = headers.get("host") or environ.get("SERVER_NAME", "127.0.0.1")
+            certificate_url = self.sns.certificate_url(f"http://{host}")
+            if random.random() < self.failure_rate:  # noqa: S311
+                events = [(self.delays[0], random.choice(FAILURE_EVENTS), True)]  # noqa: S311
+            else:
+                events = [
+                    (self.delays[0], "TEXT_SUCCESSFUL", False),
+                    (self.delays[1], "TEXT_DELIVERED", True),
+                ]
+            for delay, event_type, is_final in events:
+                timer = threading.Timer(
+                    delay, self._publish, (message_id, event_type, is_final, certificate_url)
+                )
+                timer.daemon = True
+                timer.start()
+        return answer
+
+    def _publish(
+        self, message_id: str, event_type: str, is_final: bool, certificate_url: str
+    ) -> None:
+        target = self.target()
+        if target is None:
+            logger.info("no SNS webhook configured; event %s not published", event_type)
+            return
+        try:
+            record = self.event_record(message_id, event_type, is_final=is_final)
+        except KeyError:
+            return  # the fake was reset meanwhile
+        envelope = self.sns.notification(
+            topic_arn=target.topic_arn,
+            message=json.dumps(record),
+            certificate_url=certificate_url,
+        )
+        status = self.sns.publish(target.url, envelope, basic_auth=target.basic_auth)
+        if status != 200:
+            logger.warning("SNS notification to %s answered %s", target.url, status)
+
+
+class CarrierChimeFake(ChimeFake):
+    """A ``ChimeFake`` where some sends go through a channel flow: they answer ``PENDING`` (with
+    probability ``pending_rate``) and settle ``settle_after`` seconds later (uniform between the
+    two bounds): ``DENIED`` with probability ``denied_rate``, ``FAILED`` with ``failed_rate``,
+    else ``SENT``."""
+
+    def __init__(
+        self,
+        *,
+        pending_rate: float = 0.3,
+        settle_after: tuple[float, float] = (5.0, 90.0),
+        denied_rate: float = 0.1,
+        failed_rate: float = 0.05,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.pending_rate = pending_rate
+        self.settle_after = settle_after
+        self.denied_rate = denied_rate
+        self.failed_rate = failed_rate
+
+    def _initial_status(self, channel_arn: str) -> tuple[str, str]:
+        value, detail = super()._initial_status(channel_arn)
+        if value == "SENT" and random.random() < self.pending_rate:  # noqa: S311
+            return "PENDING", ""
+        return value, detail
+
+    def _created(self, message: FakeChannelMessage) -> None:
+        if message.status == "PENDING":
+            timer = threading.Timer(
+                random.uniform(*self.settle_after),  # noqa: S311
+                self._settle_later,
+                (message.message_id,),
+            )
+            timer.daemon = True
+            timer.start()
+
+    def _settle_later(self, message_id: str) -> None:
+        draw = random.random()  # noqa: S311
+        if draw < self.denied_rate:
+            value, detail = "DENIED", ""
+        elif draw < self.denied_rate + self.failed_rate:
+            value, detail = "FAILED", "processor unreachable"
+        else:
+            value, detail = "SENT", ""
+        # KeyError: the fake was reset; ValueError: settled by hand meanwhile.
+        with contextlib.suppress(KeyError, ValueError):
+            self.settle(message_id, value, detail)
+
+
 class ProviderFakes:
     """WSGI app routing each request to the fake of the service it addresses."""
 
     def __init__(self) -> None:
         self.twilio = CarrierTwilioFake()
-        self.aws_sms = AwsSmsFake()
-        self.chime = ChimeFake()
+        self.sns = SnsPublisher()
+        self.aws_sms = CarrierAwsSmsFake(sns=self.sns)
+        self.chime = CarrierChimeFake()
 
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
@@ -100,5 +269,7 @@ class ProviderFakes:
             return self.twilio(environ, start_response)
         if path.startswith("/channels"):
             return self.chime(environ, start_response)
+        if path.startswith(CERTIFICATE_PATH):
+            return self.sns(environ, start_response)
         start_response("404 Not Found", [("Content-Type", "text/plain")])
         return [b"no fake serves this path\n"]

@@ -20,7 +20,9 @@ class Command(FeedbackCommand):
         "Serve local fakes of the Twilio, AWS SMS and Chime APIs on one port until Ctrl-C. "
         "Point the providers' BASE_URL / ENDPOINT_URL at it (the example project does when "
         "FEEDBACK_FAKES_URL is set). The Twilio fake posts signed status callbacks to the "
-        "callback URL of each message, as the carrier would. Nothing leaves this machine."
+        "callback URL of each message, as the carrier would; the AWS fake publishes signed SNS "
+        "notifications to the aws_sms webhook; some Chime sends stay PENDING for a while. "
+        "Nothing leaves this machine."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
