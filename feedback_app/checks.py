@@ -281,8 +281,11 @@ def _check_two_factor(config: Any, providers: Any) -> list:
         return [Error("FEEDBACK_APP['TWO_FACTOR'] must be a dict.", hint=hint, id=f"{PREFIX}.E016")]
     problems = [f"unknown key {key!r}" for key in config if key not in DEFAULTS["TWO_FACTOR"]]
     provider = config.get("PROVIDER")
-    configured = providers if isinstance(providers, dict) else {}
-    if provider is not None and (not isinstance(provider, str) or provider not in configured):
+    # No valid PROVIDERS at all is E005 already.
+    configured = providers if isinstance(providers, dict) and providers else None
+    if provider is not None and not isinstance(provider, str):
+        problems.append(f"PROVIDER {provider!r} is not a provider key")
+    elif provider is not None and configured is not None and provider not in configured:
         problems.append(f"PROVIDER {provider!r} is not configured")
     purpose = config.get("PURPOSE")
     if not isinstance(purpose, str) or not _SLUG.match(purpose):

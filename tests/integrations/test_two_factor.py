@@ -29,11 +29,10 @@ PASSWORD = "correct horse battery staple"
 
 @pytest.fixture(autouse=True)
 def gateway_settings(settings):
-    with override_settings(
-        FEEDBACK_APP={**settings.FEEDBACK_APP, "TWO_FACTOR": {"PROVIDER": "locmem"}},
-        TWO_FACTOR_SMS_GATEWAY="feedback_app.integrations.two_factor.gateway.Gateway",
-    ):
-        yield
+    # Through the same ``settings`` fixture the tests use: an override_settings around it would
+    # be undone out of order when a test changes FEEDBACK_APP, and leak into later test files.
+    settings.FEEDBACK_APP = {**settings.FEEDBACK_APP, "TWO_FACTOR": {"PROVIDER": "locmem"}}
+    settings.TWO_FACTOR_SMS_GATEWAY = "feedback_app.integrations.two_factor.gateway.Gateway"
 
 
 def make_device(username: str, number: str = NUMBERS["US"]) -> PhoneDevice:
