@@ -6,7 +6,6 @@ import re
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ImproperlyConfigured
-from django.test import override_settings
 from django.urls import reverse
 from django_otp.plugins.otp_static.models import StaticDevice
 from two_factor.plugins.phonenumber.models import PhoneDevice
@@ -104,10 +103,10 @@ def remember_this_browser(client, username: str) -> dict[str, str]:
     return cookies
 
 
-@override_settings(TWO_FACTOR_REMEMBER_COOKIE_AGE=3600)
 def test_a_remembered_browser_logs_in_without_a_token_and_confirms_nothing(
-    client, django_capture_on_commit_callbacks
+    client, settings, django_capture_on_commit_callbacks
 ):
+    settings.TWO_FACTOR_REMEMBER_COOKIE_AGE = 3600
     device = make_device("ada")
     cookies = remember_this_browser(client, "ada")
     for name, value in cookies.items():
@@ -129,10 +128,10 @@ def test_a_remembered_browser_logs_in_without_a_token_and_confirms_nothing(
     assert not untyped.events.filter(to_value=Feedback.CONFIRMED).exists()
 
 
-@override_settings(TWO_FACTOR_REMEMBER_COOKIE_AGE=3600)
 def test_with_remembering_on_a_typed_token_still_confirms_its_message(
-    client, django_capture_on_commit_callbacks
+    client, settings, django_capture_on_commit_callbacks
 ):
+    settings.TWO_FACTOR_REMEMBER_COOKIE_AGE = 3600
     make_device("ada")
     with django_capture_on_commit_callbacks(execute=True):
         remember_this_browser(client, "ada")
