@@ -33,11 +33,14 @@ OPEN_STATES = (CallState.PENDING, CallState.IN_FLIGHT)
 WAIT_FOR_OLDER = 5
 
 
-def add_report(message: Message, outcome: str, now: datetime) -> ProviderCall | None:
+def add_report(
+    message: Message, outcome: str, now: datetime, *, supersede: bool = True
+) -> ProviderCall | None:
     """Write the call that reports ``outcome`` for ``message``, if its provider takes it.
 
     Must run inside the transaction that made the transition. Older open reports for the same
-    message are superseded: only the latest outcome matters to the provider.
+    message are superseded: only the latest outcome matters to the provider. ``supersede=False``
+    skips that UPDATE when the caller knows the message has none.
     """
     if not message.feedback_requested:
         return None
@@ -47,9 +50,10 @@ def add_report(message: Message, outcome: str, now: datetime) -> ProviderCall | 
         return None
     if outcome not in provider.reports:
         return None
-    ProviderCall.objects.filter(
-        message=message, operation=Operation.REPORT_FEEDBACK, state=CallState.PENDING
-    ).update(state=CallState.SUPERSEDED, completed_at=now)
+    if supersede:
+        ProviderCall.objects.filter(
+            message=message, operation=Operation.REPORT_FEEDBACK, state=CallState.PENDING
+        ).update(state=CallState.SUPERSEDED, completed_at=now)
     call = ProviderCall.objects.create(
         message=message,
         provider=message.provider,

@@ -112,22 +112,31 @@ def get_message(
     Raises ``Message.DoesNotExist`` when there is none, ``ValidationError`` for a malformed
     reference.
     """
+    if isinstance(message, Message) and provider is None and provider_message_id is None:
+        return message
+    return Message.objects.get(**_lookup(message, provider, provider_message_id))
+
+
+def _lookup(
+    message: MessageRef | None, provider: str | None, provider_message_id: str | None
+) -> dict[str, Any]:
+    """The filter that finds the referenced message, checked without a query."""
     if message is not None:
         if provider is not None or provider_message_id is not None:
             raise ValidationError(_("Give either a message or a provider and its message id."))
         if isinstance(message, Message):
-            return message
+            return {"pk": message.pk}
         try:
             pk = message if isinstance(message, uuid.UUID) else uuid.UUID(str(message))
         except (ValueError, TypeError, AttributeError) as exc:
             raise field_error("message", _("Not a valid message id."), "invalid") from exc
-        return Message.objects.get(pk=pk)
+        return {"pk": pk}
     if not provider or not provider_message_id:
         raise ValidationError(_("Give either a message or a provider and its message id."))
     if not isinstance(provider, str) or not isinstance(provider_message_id, str):
         raise ValidationError(_("provider and provider_message_id must be strings."))
     _check_text("provider_message_id", provider_message_id, required=True)
-    return Message.objects.get(provider=provider, provider_message_id=provider_message_id)
+    return {"provider": provider, "provider_message_id": provider_message_id}
 
 
 def track(
@@ -384,22 +393,21 @@ def _change_feedback(
     _check_source(source)
     explicit_at = at is not None
     at = _aware(at, "at")
-    passed_instance = isinstance(message, Message)
-    msg = get_message(message, provider=provider, provider_message_id=provider_message_id)
-    if at < msg.sent_at:
-        if explicit_at:
-            raise field_error("at", _("This is before the message was sent."), "before_sent")
-        at = msg.sent_at  # the provider's clock ran ahead of ours
+    lookup = _lookup(message, provider, provider_message_id)
     while True:
         with transaction.atomic():
-            row = (
-                Message.objects.filter(pk=msg.pk)
-                .values_list("feedback", "feedback_deadline")
-                .first()
-            )
-            if row is None:
-                raise Message.DoesNotExist
-            current, deadline = row
+            # One read of the row per attempt: the state the compare-and-set below guards,
+            # and the fields the event, the report and the signal need.
+            msg = Message.objects.filter(**lookup).first()
+            if msg is None:
+                raise Message.DoesNotExist("Message matching query does not exist.")
+            if at < msg.sent_at:
+                if explicit_at:
+                    raise field_error(
+                        "at", _("This is before the message was sent."), "before_sent"
+                    )
+                at = msg.sent_at  # the provider's clock ran ahead of ours
+            current = msg.feedback
             if not can_transition(current, target):
                 changed = False
                 break
@@ -407,12 +415,14 @@ def _change_feedback(
             updates: dict[str, Any] = {"feedback": target, "updated_at": now}
             detail: dict[str, Any] = {}
             if target == Feedback.CONFIRMED:
-                late = current in LATE_FROM or at > deadline
+                late = current in LATE_FROM or at > msg.feedback_deadline
                 updates.update(confirmed_at=at, confirmed_late=late)
                 detail = {"late": late}
             # Compare-and-set: only if nobody moved the message since we read it.
             if not Message.objects.filter(pk=msg.pk, feedback=current).update(**updates):
                 continue
+            for field, value in updates.items():
+                setattr(msg, field, value)
             MessageEvent.objects.create(
                 message_id=msg.pk,
                 kind=EventKind.FEEDBACK,
@@ -423,17 +433,26 @@ def _change_feedback(
                 created_at=at,
                 detail=detail,
             )
-            outbox.add_report(msg, "confirmed" if target == Feedback.CONFIRMED else "failed", now)
-            # Fresh before the signal is queued: in autocommit it is sent when this block exits.
-            msg.refresh_from_db()
+            outbox.add_report(
+                msg,
+                "confirmed" if target == Feedback.CONFIRMED else "failed",
+                now,
+                # A pending message has made no report yet, so none can be open.
+                supersede=current != Feedback.PENDING,
+            )
             _on_commit_send(
                 signals.feedback_changed, message=msg, old=current, new=target, source=source
             )
             changed = True
             break
-    if passed_instance and not changed:
-        msg.refresh_from_db()
+    if isinstance(message, Message):
+        _copy_fields(msg, message)  # the caller's instance shows what is stored now
     return changed
+
+
+def _copy_fields(source: Message, target: Message) -> None:
+    for field in Message._meta.concrete_fields:
+        setattr(target, field.attname, getattr(source, field.attname))
 
 
 def confirm(
