@@ -567,12 +567,27 @@ def _plan(
 
     first = ceil_hour(filters.sent_after) if filters.sent_after else None
     last = floor_hour(filters.sent_before) if filters.sent_before else None
-    # Hours split between two local days or hours are read like changed ones, from the
-    # messages: every figure then comes the same way (histogram percentiles) whatever the zone.
+    return _plan_for(_Plan(changed=hour_ranges(changed), first=first, last=last), filters, by)
+
+
+def _plan_for(plan: _Plan, filters: ReportFilters, by: str | None) -> _Plan:
+    """``plan`` for a report by ``by``: hours split between two local days or hours are read
+    like changed ones, from the messages, so every figure comes the same way (histogram
+    percentiles) whatever the time zone."""
     split = split_hours(by, filters.sent_after, filters.sent_before)
-    if split:
-        changed = sorted(set(changed) | set(split))
-    return _Plan(changed=hour_ranges(changed), first=first, last=last)
+    if not split:
+        return plan
+    one = timedelta(hours=1)
+    hours = {
+        start + one * n for start, end in plan.changed for n in range(int((end - start) / one))
+    }
+    return replace(plan, changed=hour_ranges(sorted(hours | set(split))))
+
+
+def _daily_rows_answer(keys: Sequence[str | None]) -> bool:
+    """Whether daily rollups can give the groups of ``keys``: not hours, and days only when
+    they are UTC days."""
+    return HOUR not in keys and ("day" not in keys or _utc_days())
 
 
 def floor_hour(moment: datetime) -> datetime:
@@ -703,8 +718,7 @@ def _rollup_parts(
     hourly = HourlyRollup.objects.filter(_bounds("hour", plan.first, plan.last), **dimensions)
     if plan.changed:
         hourly = hourly.exclude(in_hour_ranges(plan.changed, "hour"))
-    # Daily rows give days only where they are UTC days, and never hours.
-    if HOUR not in keys and ("day" not in keys or _utc_days()):
+    if _daily_rows_answer(keys):
         # The whole UTC days of the range: [first_day, last_day), None for unbounded.
         first_day = last_day = None
         if plan.first is not None:
@@ -756,7 +770,16 @@ def _rollup_part(rows: QuerySet[Any], keys: list[str], time: str) -> _Part:
         return _group_of(by, time)
 
     named = {f"key_{by}": key(by) for by in keys}
-    queryset = rows.order_by().annotate(**named).values(*named, *_SUMMED)
+    rows = rows.order_by().annotate(**named)
+    if keys in (["day"], [HOUR]):
+        # A time series alone (conversion_reports reads it apart) is summed per day or hour
+        # here: thousands of hourly rows in, one per group out, hashed rather than sorted.
+        summed = {f"sum_{c}": aggregate for c, aggregate in _sum_rollups().items()}
+        queryset = rows.values(*named).annotate(**summed)
+        return _Part(
+            queryset, {**{name: name for name in named}, **{c: f"sum_{c}" for c in _SUMMED}}
+        )
+    queryset = rows.values(*named, *_SUMMED)
     return _Part(queryset, {**{name: name for name in named}, **{c: c for c in _SUMMED}})
 
 
@@ -916,20 +939,31 @@ def conversion_reports(
     of ``confirm_time_histogram(filters)``, the same numbers, read together.
 
     From the rollups it is one statement (``GROUP BY GROUPING SETS`` on PostgreSQL) whatever the
-    number of groupings; when they cannot answer, one report after the other from the messages.
+    number of groupings, or two when the time series cannot use the daily rollups (hours, or
+    days in a time zone other than UTC) and the other groupings can: those then read the daily
+    rows, and only the time series the hourly ones. When the rollups cannot answer, one report
+    after the other from the messages.
     """
     filters = filters or ReportFilters()
     for by in groupings:
         if by is not None and by not in BREAKDOWNS and by != HOUR:
             raise ValueError(f"unknown breakdown {by!r}; expected one of {', '.join(BREAKDOWNS)}")
-    time_keys = [by for by in groupings if by in ("day", HOUR)]
-    plan = _plan(filters, time_keys[0] if time_keys else None, None, source)
+    plan = _plan(filters, None, None, source)
     if plan is None:
         return ReportSet(
             reports={by: conversion_report(filters, by, source="raw") for by in groupings},
             histogram=confirm_time_histogram(filters, source="raw"),
         )
-    sums = _grouped_sums(filters, [None, *groupings], plan)
+    times = [by for by in groupings if by in ("day", HOUR)]
+    others = [by for by in groupings if by not in times]
+    if times and not _daily_rows_answer(times) and any(by is not None for by in others):
+        sums = _grouped_sums(filters, [None, *others], plan)
+        for by in times:
+            sums[by] = _grouped_sums(filters, [by], _plan_for(plan, filters, by))[by]
+    else:
+        sums = _grouped_sums(
+            filters, [None, *groupings], _plan_for(plan, filters, next(iter(times), None))
+        )
     totals = _report_of(filters, None, sums[None])
     reports = {}
     for by in groupings:

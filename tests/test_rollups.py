@@ -269,14 +269,31 @@ def test_days_of_another_time_zone_do_not_use_daily_rollups(history, clock):
         assert counts(by_country.totals) == counts(raw.totals)
 
 
-@pytest.mark.parametrize("time", ["day", HOUR])
-def test_several_reports_read_together_give_the_numbers_of_each(history, clock, time):
+@pytest.mark.parametrize(
+    ("time", "zone", "reads"),
+    [
+        ("day", "UTC", 1),
+        (HOUR, "UTC", 2),
+        ("day", "America/New_York", 2),
+        ("day", "Asia/Kolkata", 2),
+    ],
+)
+def test_several_reports_read_together_give_the_numbers_of_each(history, clock, time, zone, reads):
     filters = ReportFilters(sent_after=history + timedelta(minutes=40), sent_before=clock.now)
     groupings = [time, "country", "provider", "purpose", "sender", "channel"]
-    with CaptureQueriesContext(connection) as queries:
-        together = conversion_reports(filters, groupings)
-    # The watermark, the hours changed since, then one grouped read.
-    assert len(queries.captured_queries) == 3
+    with timezone.override(zone):
+        with CaptureQueriesContext(connection) as queries:
+            together = conversion_reports(filters, groupings)
+        # The watermark, the hours changed since, then one grouped read; two when the time
+        # series cannot use the daily rollups: the breakdowns still read them, the series not.
+        grouped = queries.captured_queries[2:]
+        assert len(grouped) == reads
+        assert reads_daily(grouped[:1])
+        assert not reads_daily(grouped[1:])
+        check_several_reports(filters, groupings, together)
+
+
+def check_several_reports(filters, groupings, together) -> None:
     for by in groupings:
         alone = conversion_report(filters, by)
         assert together.reports[by] == alone
