@@ -28,7 +28,19 @@ class FeedbackCommandParser(CommandParser):
 
 
 class FeedbackCommand(BaseCommand):
-    """Base of the app's commands: argument errors exit with status 1, like ``CommandError``."""
+    """Base of the app's commands: argument errors exit with status 1, like ``CommandError``,
+    and option values are checked in ``clean()`` before anything else runs."""
+
+    def clean(self, options: dict[str, Any]) -> dict[str, Any]:
+        """Parse and check the option values; returns the options ``handle()`` receives.
+
+        Runs before Django's system checks, which may open the database (Django 6.1's model
+        checks ask it about JSON support): a refused value touches nothing.
+        """
+        return options
+
+    def execute(self, *args: Any, **options: Any) -> str | None:
+        return super().execute(*args, **self.clean(options))
 
     def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
         parser = super().create_parser(prog_name, subcommand, **kwargs)

@@ -62,16 +62,18 @@ class Command(FeedbackCommand):
             help="Print no progress (by default a bar on a terminal, a line per tenth otherwise).",
         )
 
-    def handle(self, *args: Any, **options: Any) -> None:
-        # Check everything before writing anything, the superuser included.
+    def clean(self, options: dict[str, Any]) -> dict[str, Any]:
         days = parse_positive_int(options["days"], "--days", demo.MAX_DAYS)
         messages = parse_positive_int(options["messages"], "--messages", demo.MAX_MESSAGES)
-        rng_seed = parse_int(options["seed"], "--seed")
+        seed = parse_int(options["seed"], "--seed")
         try:
             demo.check_options(days, messages)
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
+        return {**options, "days": days, "messages": messages, "seed": seed}
 
+    def handle(self, *args: Any, **options: Any) -> None:
+        days, messages, rng_seed = options["days"], options["messages"], options["seed"]
         if options["superuser"]:
             self._superuser()
 

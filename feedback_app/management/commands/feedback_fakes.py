@@ -29,8 +29,10 @@ class Command(FeedbackCommand):
         parser.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
         parser.add_argument("--port", default=8765, help="port to bind (8765)")
 
-    def handle(self, *args: Any, host: str, port: str | int, **options: Any) -> None:
-        port = parse_positive_int(port, "--port", 65535)
+    def clean(self, options: dict[str, Any]) -> dict[str, Any]:
+        return {**options, "port": parse_positive_int(options["port"], "--port", 65535)}
+
+    def handle(self, *args: Any, host: str, port: int, **options: Any) -> None:
         try:
             server = FakeServer(ProviderFakes(), host=host, port=port)
         except OSError as exc:

@@ -41,12 +41,18 @@ class Command(FeedbackCommand):
             help="Print no progress (by default a bar on a terminal, a line per tenth otherwise).",
         )
 
-    def handle(self, *args: Any, **options: Any) -> None:
+    def clean(self, options: dict[str, Any]) -> dict[str, Any]:
         days = options["days"]
         if days is None and app_settings.RETENTION_DAYS is None:
             raise CommandError("RETENTION_DAYS is None (keep everything): pass --days to purge.")
-        days = parse_positive_int(days, "--days") if days is not None else None
-        batch_size = parse_positive_int(options["batch_size"], "--batch-size", MAX_BATCH_SIZE)
+        return {
+            **options,
+            "days": parse_positive_int(days, "--days") if days is not None else None,
+            "batch_size": parse_positive_int(options["batch_size"], "--batch-size", MAX_BATCH_SIZE),
+        }
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        days, batch_size = options["days"], options["batch_size"]
         before = retention.cutoff(days)
         if options["dry_run"]:
             found = retention.count(before)

@@ -75,9 +75,9 @@ class Command(FeedbackCommand):
             "--delivery-status", help=f"Only this status ({', '.join(Delivery.values)})."
         )
 
-    def handle(self, *args: Any, **options: Any) -> None:
-        by = parse_choice(options["by"], "--by", BREAKDOWNS)
-        output = parse_choice(options["format"], "--format", FORMATS)
+    def clean(self, options: dict[str, Any]) -> dict[str, Any]:
+        parse_choice(options["by"], "--by", BREAKDOWNS)
+        parse_choice(options["format"], "--format", FORMATS)
         now = timezone.now()
         since, until = parse_range(options["since"], options["until"], now)
         if since is None:
@@ -85,9 +85,14 @@ class Command(FeedbackCommand):
             since = (until or now) - DEFAULT_SPAN
         for name, allowed in CHOICES.items():
             parse_choice(options[name], f"--{name.replace('_', '-')}", allowed)
-        if options["country"]:
-            options["country"] = options["country"].upper()
-        filters = ReportFilters.from_mapping({**options, "sent_after": since, "sent_before": until})
+        country = options["country"].upper() if options["country"] else options["country"]
+        return {**options, "since": since, "until": until, "country": country}
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        by, output = options["by"], options["format"]
+        filters = ReportFilters.from_mapping(
+            {**options, "sent_after": options["since"], "sent_before": options["until"]}
+        )
         try:
             report = conversion_report(filters, by)
         except ValueError as exc:

@@ -38,10 +38,15 @@ class Command(FeedbackCommand):
             "--dry-run", action="store_true", help="Count the matching calls; change nothing."
         )
 
-    def handle(self, *args: Any, **options: Any) -> None:
-        operation = parse_choice(options["operation"], "--operation", Operation.values)
-        state = parse_choice(options["state"], "--state", RETRYABLE)
+    def clean(self, options: dict[str, Any]) -> dict[str, Any]:
+        parse_choice(options["operation"], "--operation", Operation.values)
+        parse_choice(options["state"], "--state", RETRYABLE)
         since, until = parse_range(options["since"], options["until"])
+        return {**options, "since": since, "until": until}
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        operation, state = options["operation"], options["state"]
+        since, until = options["since"], options["until"]
         calls = ProviderCall.objects.filter(state__in=[state] if state else RETRYABLE)
         if options["provider"]:
             calls = calls.filter(provider=options["provider"])

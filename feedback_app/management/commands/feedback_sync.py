@@ -29,9 +29,12 @@ class Command(FeedbackCommand):
             help="Print no progress (by default a bar on a terminal, a line per tenth otherwise).",
         )
 
+    def clean(self, options: dict[str, Any]) -> dict[str, Any]:
+        limit = options["limit"]
+        return {**options, "limit": None if limit is None else parse_positive_int(limit, "--limit")}
+
     def handle(self, *args: Any, **options: Any) -> None:
         limit = options["limit"]
-        limit = parse_positive_int(limit, "--limit") if limit is not None else None
         progress = Progress(self.stdout, None, "messages", enabled=not options["no_progress"])
         try:
             result = polling.sync_statuses(limit=limit, progress=progress.update)
