@@ -251,8 +251,6 @@ class AwsSmsFake:
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
     ) -> Iterable[bytes]:
-        if self.latency:
-            time.sleep(self.latency)
         headers = {
             key[5:].replace("_", "-").lower(): value
             for key, value in environ.items()
@@ -271,14 +269,19 @@ class AwsSmsFake:
                 FakeRequest(operation, headers, body if isinstance(body, dict) else {})
             )
             failure = self._failures.popleft() if self._failures else None
+            latency = self.latency
             try:
                 if failure is not None:
                     raise failure
-                answer = self._dispatch(environ, headers, operation, body)
+                status, answer = 200, self._dispatch(environ, headers, operation, body)
             except AwsSmsError as exc:
-                payload = {"__type": exc.name, "message": exc.message, **exc.fields}
-                return _respond(start_response, ERRORS.get(exc.name, 400), payload)
-        return _respond(start_response, 200, answer)
+                answer = {"__type": exc.name, "message": exc.message, **exc.fields}
+                status = ERRORS.get(exc.name, 400)
+        # Received and processed at once, answered late: a client that times out has still
+        # been heard, as with the real service (and the record stays in its own test).
+        if latency:
+            time.sleep(latency)
+        return _respond(start_response, status, answer)
 
     def _dispatch(
         self, environ: dict[str, Any], headers: dict[str, str], operation: str, body: Any

@@ -183,25 +183,25 @@ class ChimeFake:
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
     ) -> Iterable[bytes]:
-        if self.latency:
-            time.sleep(self.latency)
         request = _read_request(environ)
+        headers: dict[str, str] = {}
         with self._lock:
             self.requests.append(request)
             failure = self._failures.popleft() if self._failures else None
+            latency = self.latency
             try:
                 if failure is not None:
                     raise failure
                 status, payload = self._dispatch(request)
             except ChimeError as exc:
-                http_status, code = ERRORS[exc.name]
-                return _respond(
-                    start_response,
-                    http_status,
-                    {"Code": code, "Message": exc.message},
-                    {"x-amzn-ErrorType": exc.name},
-                )
-        return _respond(start_response, status, payload)
+                status, code = ERRORS[exc.name]
+                payload = {"Code": code, "Message": exc.message}
+                headers = {"x-amzn-ErrorType": exc.name}
+        # Received and processed at once, answered late: a client that times out has still
+        # been heard, as with the real service (and the record stays in its own test).
+        if latency:
+            time.sleep(latency)
+        return _respond(start_response, status, payload, headers)
 
     def _dispatch(self, request: FakeRequest) -> tuple[int, dict[str, Any]]:
         if "authorization" not in request.headers:
