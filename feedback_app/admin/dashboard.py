@@ -13,7 +13,6 @@ In the query string an empty value means "any"; ``NONE`` selects the messages wi
 from __future__ import annotations
 
 import csv
-import re
 from dataclasses import dataclass, fields
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -31,6 +30,7 @@ from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext_lazy as _
 
 from ..alerts import conversion_alerts
+from ..csv_cells import csv_cell
 from ..models import ConversionDashboard
 from ..reports import (
     HOUR,
@@ -446,21 +446,6 @@ def _period(filters: ReportFilters, now: datetime) -> str:
 
 
 CSV_FIELDS: tuple[str, ...] = tuple(field.name for field in fields(Totals))
-#: A cell a spreadsheet would run as a formula starts with one of these (OWASP, CSV injection).
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-#: A plain number (a sender like +14155550100): a spreadsheet reads it as a number, never as a
-#: formula, so it is written as it is and stays readable.
-_NUMBER = re.compile(r"[+-]?[0-9]+(\.[0-9]+)?")
-
-
-def csv_cell(value: object) -> object:
-    """``value`` safe to open in a spreadsheet: text that would start a formula is prefixed
-    with ``'`` (OWASP's advice), except plain numbers; other values are unchanged."""
-    if isinstance(value, datetime):
-        return timezone.localtime(value).isoformat()
-    if isinstance(value, str) and value.startswith(_FORMULA_START) and not _NUMBER.fullmatch(value):
-        return f"'{value}"
-    return value
 
 
 @admin.register(ConversionDashboard)

@@ -17,8 +17,9 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from feedback_app import rollups, services
-from feedback_app.admin.dashboard import CSV_FIELDS, csv_cell
+from feedback_app.admin.dashboard import CSV_FIELDS
 from feedback_app.alerts import conversion_alerts
+from feedback_app.csv_cells import csv_cell
 from feedback_app.reports import ReportFilters, conversion_report
 from feedback_app.states import Delivery
 

@@ -114,3 +114,12 @@ def test_bad_arguments_raise_command_error(messages, args, message):
     with pytest.raises(CommandError, match=message):
         run("feedback_report", *args)
     assert snapshot() == before
+
+
+def test_csv_escapes_a_sender_that_a_spreadsheet_would_run_as_a_formula():
+    make_message(sender="=HYPERLINK(1)")
+    make_message(sender="+14155550100")
+    output = run("feedback_report", "--by", "sender", "--format", "csv")
+    keys = [row["sender"] for row in csv.DictReader(io.StringIO(output))]
+    assert "'=HYPERLINK(1)" in keys and "=HYPERLINK(1)" not in keys
+    assert "+14155550100" in keys  # a plain number stays readable

@@ -11,6 +11,7 @@ from typing import Any
 from django.core.management.base import CommandError, CommandParser
 from django.utils import timezone
 
+from ...csv_cells import csv_cell
 from ...reports import BREAKDOWNS, Report, ReportFilters, Totals, conversion_report
 from ...states import Channel, Delivery, Feedback
 from ..arguments import MOMENT_HELP, parse_choice, parse_range
@@ -108,7 +109,7 @@ class Command(FeedbackCommand):
         writer = csv.writer(self.stdout, lineterminator="\n")
         writer.writerow([report.by or "group", *COLUMNS])
         for key, totals in _rows(report):
-            writer.writerow([key, *(_plain(getattr(totals, c)) for c in COLUMNS)])
+            writer.writerow([csv_cell(key), *(_plain(getattr(totals, c)) for c in COLUMNS)])
 
     def write_table(self, report: Report) -> None:
         header = [report.by or "", *(HEADINGS[c] for c in COLUMNS)]
