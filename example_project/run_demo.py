@@ -8,7 +8,9 @@ is not migrated), its name on stderr and its exit status (1 if it exited with 0)
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -37,8 +39,13 @@ def main(argv: list[str] | None = None) -> int:
         commands.append(["feedback_fakes", "--port", str(args.fakes_port)])
     commands += [["qcluster"], ["runserver", "--noreload", f"{args.host}:{args.port}"]]
 
+    # Each in a session of its own: Ctrl-C reaches only this supervisor, which stops each
+    # process through its main pid. A django-q2 cluster whose workers get the signal too
+    # (as a terminal's Ctrl-C sends it to the whole group) can hang while stopping.
     processes = {
-        command[0]: subprocess.Popen([sys.executable, MANAGE, *command], env=env)  # noqa: S603
+        command[0]: subprocess.Popen(  # noqa: S603
+            [sys.executable, MANAGE, *command], env=env, start_new_session=True
+        )
         for command in commands
     }
     print(f"Admin: http://{args.host}:{args.port}/admin/  (Ctrl-C stops everything)", flush=True)
@@ -80,6 +87,8 @@ def supervise(processes: dict[str, subprocess.Popen]) -> int:
 
 
 def _stop(processes: Iterable[subprocess.Popen]) -> None:
+    """SIGTERM to each main process (a cluster stops its own workers); SIGKILL to the whole
+    process group of any still running after 15 s, so no worker is left behind."""
     running = [process for process in processes if process.poll() is None]
     for process in running:
         process.terminate()
@@ -87,7 +96,8 @@ def _stop(processes: Iterable[subprocess.Popen]) -> None:
         try:
             process.wait(timeout=15)
         except subprocess.TimeoutExpired:
-            process.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
             process.wait()
 
 

@@ -152,6 +152,9 @@ FEEDBACK_APP = {
 # django-two-factor-auth sends its SMS tokens with feedback_app.send; a verified token confirms
 # the message that carried it (feedback_app.integrations.two_factor, docs/otp.md).
 TWO_FACTOR_SMS_GATEWAY = "feedback_app.integrations.two_factor.gateway.Gateway"
+# django-two-factor-auth sends the admin's login to LOGIN_URL: its own login view, then back.
+LOGIN_URL = "two_factor:login"
+LOGIN_REDIRECT_URL = "/admin/"
 FEEDBACK_APP["TWO_FACTOR"] = {"PROVIDER": os.environ.get("TWO_FACTOR_PROVIDER", "locmem")}
 
 # FEEDBACK_FAKES_URL (set by `make demo`): the real twilio, aws_sms and chime backends, talking
