@@ -4,6 +4,8 @@ not 0; Ctrl-C stops everything with 0."""
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -120,3 +122,52 @@ def test_the_real_runserver_on_a_port_in_use_fails_the_demo(tmp_path, monkeypatc
     assert status != 0
     err = capfd.readouterr().err
     assert "run_demo: runserver exited with status" in err
+
+
+def _processes_with(marker: str) -> list[int]:
+    """Pids of the processes whose environment holds ``marker``."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker.encode() in (entry / "environ").read_bytes():
+                    pids.append(int(entry.name))
+            except OSError:  # gone, or not ours to read
+                continue
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc to find the processes")
+def test_ctrl_c_on_the_terminal_stops_the_real_cluster_and_its_workers(tmp_path):
+    """A terminal's Ctrl-C signals the whole foreground group: the supervisor stops every
+    process, and no worker of the cluster outlives the demo."""
+    database = tmp_path / "demo.sqlite3"
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{database}", "Q_WORKERS": "2"}
+    env.pop("REDIS_URL", None)
+    env.pop("DJANGO_SETTINGS_MODULE", None)  # the example project's own settings
+    subprocess.run(  # noqa: S603 - this repository's manage.py
+        [sys.executable, run_demo.MANAGE, "migrate", "--no-input", "-v", "0"], env=env, check=True
+    )
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    demo = subprocess.Popen(  # noqa: S603 - this repository's run_demo.py
+        [sys.executable, run_demo.__file__, "--no-fakes", "--port", str(port)],
+        env=env,
+        start_new_session=True,
+        # As in a terminal: a background job of a shell would ignore SIGINT.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        deadline = time.monotonic() + 60
+        # The supervisor, runserver, and the cluster with its sentinel, monitor and workers.
+        while len(_processes_with(str(database))) < 6 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(_processes_with(str(database))) >= 6, "the demo did not start"
+        os.killpg(demo.pid, signal.SIGINT)
+        assert demo.wait(timeout=30) == 0
+        time.sleep(1)
+        assert _processes_with(str(database)) == []
+    finally:
+        for pid in _processes_with(str(database)):
+            os.kill(pid, signal.SIGKILL)
