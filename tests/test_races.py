@@ -235,3 +235,34 @@ def test_concurrent_out_of_order_delivery_statuses_end_at_the_highest_rank():
         changed_to = [to_value for _, to_value in events[1:]]
         true_statuses = [s for s, r in zip(order, results, strict=True) if r]
         assert sorted(changed_to) == sorted(true_statuses)
+
+
+def test_concurrent_refinements_of_one_status_are_recorded_once():
+    """TEXT_DELIVERED refining TEXT_SUCCESSFUL, delivered by SNS to several web workers at once
+    (SNS retries; a duplicate can slip past the dedupe cache): one provider event, the final
+    provider status, and the delivery status never moves."""
+    for _ in range(ROUNDS):
+        message = make_message(provider="locmem")
+        assert services.record_delivery(
+            message, Delivery.DELIVERED, provider_status="TEXT_SUCCESSFUL"
+        )
+        results = run_together(
+            [
+                lambda pk=message.pk: services.record_delivery(
+                    pk,
+                    Delivery.DELIVERED,
+                    provider_status="TEXT_DELIVERED",
+                    detail={"isFinal": True},
+                    supersedes={"TEXT_SUCCESSFUL"},
+                )
+                for _ in range(THREADS)
+            ]
+        )
+        assert results == [False] * THREADS  # the delivery status did not change
+        message.refresh_from_db()
+        assert (message.delivery_status, message.provider_status) == (
+            Delivery.DELIVERED,
+            "TEXT_DELIVERED",
+        )
+        assert MessageEvent.objects.filter(message=message, kind=EventKind.PROVIDER).count() == 1
+        assert MessageEvent.objects.filter(message=message, kind=EventKind.DELIVERY).count() == 2
