@@ -58,13 +58,15 @@ def main() -> None:
                 for message in warm_up:
                     services.confirm(message)
                 _wait_for(
-                    lambda: ProviderCall.objects.filter(state="succeeded").count() == len(warm_up)
+                    cluster,
+                    lambda: ProviderCall.objects.filter(state="succeeded").count() == len(warm_up),
                 )
                 started = time.perf_counter()
                 for message in measured:
                     services.confirm(message)
                 _wait_for(
-                    lambda: ProviderCall.objects.filter(state="succeeded").count() == len(messages)
+                    cluster,
+                    lambda: ProviderCall.objects.filter(state="succeeded").count() == len(messages),
                 )
                 elapsed = time.perf_counter() - started
             finally:
@@ -94,9 +96,13 @@ def _stop(cluster: subprocess.Popen) -> None:
         cluster.wait()
 
 
-def _wait_for(condition: Callable[[], bool], timeout: float = 120) -> None:
+def _wait_for(
+    cluster: subprocess.Popen, condition: Callable[[], bool], timeout: float = 120
+) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
+        if cluster.poll() is not None:
+            sys.exit(f"bench.provider_reporting: the cluster exited with {cluster.returncode}")
         if time.monotonic() > deadline:
             sys.exit("bench.provider_reporting: the cluster did not deliver in time")
         time.sleep(0.05)

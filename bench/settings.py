@@ -32,6 +32,9 @@ Q_CLUSTER = {**Q_CLUSTER, "cluster_name": _queue, "log_level": "WARNING"}
 # A provider that takes no "failed" report (like Twilio): expiring its messages writes the
 # transition and the event only. The base class is enough: nothing is sent to it.
 FEEDBACK_APP["PROVIDERS"] = {
-    **FEEDBACK_APP["PROVIDERS"],
+    **{key: dict(options) for key, options in FEEDBACK_APP["PROVIDERS"].items()},
     "noreport": {"BACKEND": "feedback_app.providers.base.Provider"},
 }
+# The fakes' SNS certificate is trusted with DEBUG only (a system check refuses it otherwise,
+# and the cluster would not start); no benchmark receives SNS notifications.
+FEEDBACK_APP["PROVIDERS"].get("aws_sms", {}).pop("SNS_DEV_CERTIFICATE_URLS", None)
