@@ -97,7 +97,12 @@ def timed(function, runs: int) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default="100000,1000000", help="messages, comma-separated")
+    quick = os.environ.get("BENCH_QUICK", "") not in ("", "0")  # make bench QUICK=1
+    parser.add_argument(
+        "--sizes",
+        default="100000" if quick else "100000,1000000",
+        help="messages, comma-separated (100000 with BENCH_QUICK=1)",
+    )
     parser.add_argument("--runs", type=int, default=5, help="timed runs per measurement")
     parser.add_argument(
         "--reuse",
