@@ -35,7 +35,10 @@ DEFAULTS: dict[str, Any] = {
         "BASE_DELAY": 5,  # seconds before the first retry (upper bound of the jitter)
         "MAX_DELAY": 600,  # cap on one wait
         "MAX_AGE": 86400,  # after this many seconds since the call was written: gave_up
-        "MAX_ATTEMPTS": 25,  # and after this many attempts
+        # And after this many attempts. With the other defaults MAX_AGE decides (a wait averages
+        # MAX_DELAY / 2, so a day is about 290 attempts); this bounds a call that keeps killing
+        # its worker or failing at once.
+        "MAX_ATTEMPTS": 500,
     },
     # Seconds a worker holds a claimed call; after that the sweep may hand it to another worker.
     # Must exceed the provider timeout and stay below django-q2's ``retry``.

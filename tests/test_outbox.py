@@ -268,6 +268,30 @@ def test_a_provider_that_fails_five_times_and_then_recovers_gets_the_report_exac
     assert len(locmem.reports) == 1
 
 
+@pytest.mark.parametrize("seed", [1, 5, 9])
+def test_with_the_default_policy_a_report_outlasts_hours_of_provider_outage(
+    clock, django_capture_on_commit_callbacks, seed
+):
+    """MAX_AGE (a day) decides, not the attempt count: 25 attempts used to give up after
+    less than two hours of full-jitter backoff capped at ten minutes."""
+    random.seed(seed)
+    locmem.fail_next(100_000)
+    message = make_message()
+    call = confirm_and_commit(message, django_capture_on_commit_callbacks)
+    for _ in range(6 * 60):  # six hours down, the sweep every minute
+        clock.advance(minutes=1)
+        tasks.sweep_outbox()
+    call.refresh_from_db()
+    assert call.state == CallState.PENDING and call.attempts > 25
+    locmem.reset()  # back
+    for _ in range(60):
+        clock.advance(minutes=1)
+        tasks.sweep_outbox()
+    call.refresh_from_db()
+    assert call.state == CallState.SUCCEEDED
+    assert reported(message) == ["confirmed"]
+
+
 # Claims and fencing --------------------------------------------------------------------------
 
 
