@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from dataclasses import dataclass
 
 import phonenumbers
@@ -50,6 +51,16 @@ def mask(address: str, keep: int = 4) -> str:
     hidden = max(len(address) - len(head) - keep, 0)
     # Long opaque addresses (channel ARNs) are cut to a bounded mask.
     return head + "*" * min(hidden, 16) + address[len(head) + hidden :]
+
+
+#: A number in E.164 as providers quote it in their messages ("... the 'To' number: +44...").
+_E164_IN_TEXT = re.compile(r"\+[1-9][0-9]{6,14}(?![0-9])")
+
+
+def mask_numbers_in(text: str) -> str:
+    """``text`` with every E.164 number in it masked (a provider's error message that quotes
+    the recipient is logged and stored)."""
+    return _E164_IN_TEXT.sub(lambda match: mask(match[0]), text)
 
 
 def parse_recipient(to: object, channel: str, field: str = "to") -> Recipient:

@@ -286,3 +286,9 @@ def test_the_redaction_filter_leaves_the_request_itself_untouched():
     )
     aws_module.RedactParametersFilter().filter(record)
     assert BODY not in record.getMessage()
+
+
+def test_provider_errors_mask_the_numbers_their_message_quotes():
+    error = PermanentError(f"'To' number {NUMBERS['GB']} is not allowed (21408)", code=21408)
+    assert NUMBERS["GB"] not in str(error) and NUMBERS["GB"] not in error.message
+    assert "+44******3456" in error.message and "21408" in str(error)

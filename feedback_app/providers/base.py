@@ -16,6 +16,7 @@ from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
 
 from ..conf import BUILTIN_BACKENDS, app_settings
+from ..recipients import mask_numbers_in
 from ..states import Delivery
 
 if TYPE_CHECKING:
@@ -23,9 +24,11 @@ if TYPE_CHECKING:
 
 
 class ProviderError(Exception):
-    """A provider call did not succeed. ``code`` and ``message`` are the provider's own."""
+    """A provider call did not succeed. ``code`` and ``message`` are the provider's own, but
+    for the numbers the message quotes, which are masked: it is logged and stored."""
 
     def __init__(self, message: str = "", *, code: str | int | None = None) -> None:
+        message = mask_numbers_in(str(message))
         super().__init__(message)
         self.message = message
         self.code = "" if code is None else str(code)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 
 import pytest
 
@@ -278,3 +279,38 @@ def test_filter_times_without_an_offset_are_400_as_in_writes(writer, url, name, 
 def test_filter_times_with_an_offset_are_accepted(writer, value):
     assert writer.get(f"{API}/messages/", {"sent_after": value}).status_code == 200
     assert writer.get(f"{API}/stats/", {"sent_before": value}).status_code == 200
+
+
+def test_a_refusal_quoting_the_recipient_is_logged_and_kept_with_the_number_masked(
+    client_with, settings, caplog
+):
+    """Twilio's 21408 names the 'To' number in its message; the API logs the refusal."""
+    from feedback_app.testing import FakeServer
+    from feedback_app.testing.twilio_fake import ACCOUNT_SID, AUTH_TOKEN, TwilioFake
+
+    to = NUMBERS["GB"]
+    fake = TwilioFake()
+    fake.fail_next(
+        status=400,
+        code=21408,
+        message=f"Permission to send an SMS has not been enabled for the 'To' number: {to}",
+    )
+    caplog.set_level(logging.DEBUG)
+    with FakeServer(fake) as server:
+        twilio = {"ACCOUNT_SID": ACCOUNT_SID, "AUTH_TOKEN": AUTH_TOKEN, "FROM": "+15005550006"}
+        settings.FEEDBACK_APP = {
+            **settings.FEEDBACK_APP,
+            "PROVIDERS": {
+                **settings.FEEDBACK_APP["PROVIDERS"],
+                "twilio": {**twilio, "BASE_URL": server.url},
+            },
+        }
+        response = client_with("send_message").post(
+            f"{API}/messages/send/", {"provider": "twilio", "to": to, "body": "code 123456"}
+        )
+    assert response.status_code == 502
+    assert "21408" in response.json()["detail"]
+    logged = [record.getMessage() for record in caplog.records]
+    assert any("21408" in text and "+44******3456" in text for text in logged)
+    assert not [text for text in logged if to in text or to[1:] in text]
+    assert not Message.objects.exists()
