@@ -99,18 +99,15 @@ class SnsWebhookView(WebhookView):
     default_provider = "aws_sms"
     #: The verified SNS message (the parsed body), set by ``validate_request``.
     envelope: dict[str, Any]
-    #: Cache key marking this SNS MessageId as seen, once ``parse_updates`` marked it.
+    #: Cache key of this SNS MessageId, marked seen once the request was handled.
     seen_key: str | None = None
 
     def post(self, request: HttpRequest, provider: str | None = None) -> HttpResponse:
-        try:
-            response = super().post(request, provider)
-        except Exception:
-            self._forget_seen()
-            raise
-        # SNS retries a 5xx with the same MessageId; that retry must not look like a duplicate.
-        if response.status_code >= 500:
-            self._forget_seen()
+        response = super().post(request, provider)
+        # Marked only after it was handled: a request that fails, or a worker killed midway,
+        # leaves no mark, and SNS's retry of the same MessageId is handled again.
+        if self.seen_key is not None and response.status_code < 300:
+            cache.set(self.seen_key, 1, timeout=DEDUPE_SECONDS)
         return response
 
     def validate_request(self, request: HttpRequest, provider: str, config: dict[str, Any]) -> None:
@@ -149,12 +146,12 @@ class SnsWebhookView(WebhookView):
         envelope = self.envelope
         kind = envelope["Type"]
         update = parse_event(envelope["Message"]) if kind == "Notification" else None
-        # Before the MessageId is marked seen: SNS's next delivery must be handled.
+        # Before the MessageId counts as seen: SNS's next delivery must be handled.
         if update is not None and awaits_commit(provider, update, envelope):
             raise WebhookError(
                 503, f"message {update.message_id} is not recorded yet; SNS will deliver it again"
             )
-        if not self._mark_seen(provider, envelope["MessageId"]):
+        if self._seen_before(provider, envelope["MessageId"]):
             logger.info("feedback_app: SNS message %s already handled", envelope["MessageId"])
             return []
         if kind == "SubscriptionConfirmation":
@@ -174,23 +171,19 @@ class SnsWebhookView(WebhookView):
     # Deduplication on the SNS MessageId, in the cache rather than in MessageEvent rows: a
     # duplicate is already harmless to the state (record_delivery applies only a status that
     # ranks higher, or a provider status that refines the current one, and a repeat does
-    # neither), so the check only saves the repeated work, and a cache ``add`` is one atomic
-    # round trip where a lookup in event details would be an unindexed JSON query. With a
-    # per-process cache (LocMemCache) duplicates reaching another process are applied again, to
-    # the same effect; with DummyCache nothing is remembered (system check W105).
+    # neither), so the check only saves the repeated work, and a cache lookup is one round
+    # trip where a lookup in event details would be an unindexed JSON query. Two copies
+    # handled at once are both applied, to the same effect. With a per-process cache
+    # (LocMemCache) duplicates reaching another process are applied again, likewise; with
+    # DummyCache nothing is remembered (system check W105).
 
-    def _mark_seen(self, provider: str, sns_message_id: str) -> bool:
-        """True the first time this SNS message is seen (and it is marked), else False."""
+    def _seen_before(self, provider: str, sns_message_id: str) -> bool:
+        """Whether this SNS message was handled before; if not, it is marked once handled."""
         key = f"feedback_app:sns:{provider}:{sns_message_id}"
-        if not cache.add(key, 1, timeout=DEDUPE_SECONDS):
-            return False
+        if cache.get(key) is not None:
+            return True
         self.seen_key = key
-        return True
-
-    def _forget_seen(self) -> None:
-        if self.seen_key is not None:
-            cache.delete(self.seen_key)
-            self.seen_key = None
+        return False
 
 
 def allowed_topics(setting: object) -> frozenset[str]:

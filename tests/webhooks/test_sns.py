@@ -379,6 +379,23 @@ def test_a_notification_that_failed_midway_is_handled_when_sns_retries(
     assert message.delivery_status == Delivery.DELIVERED
 
 
+def test_a_worker_killed_midway_does_not_lose_the_notification(post, signer, message, monkeypatch):
+    """gunicorn's worker timeout raises SystemExit in a sync worker (SIGKILL never returns):
+    no answer reached SNS, so its retry of the same MessageId must be handled."""
+
+    def worker_killed(*args: Any, **kwargs: Any) -> bool:
+        raise SystemExit(1)
+
+    body = signer.sign(notification(event(message.provider_message_id)))
+    with monkeypatch.context() as patch:
+        patch.setattr(services, "record_delivery", worker_killed)
+        with pytest.raises(SystemExit):
+            post(body)
+    assert post(body).status_code == 200
+    message.refresh_from_db()
+    assert message.delivery_status == Delivery.DELIVERED
+
+
 def test_a_notification_for_a_message_that_is_not_ours_is_acknowledged(post, signer, message):
     response = post(signer.sign(notification(event("0d5e4c3b-not-ours"))))
     assert response.status_code == 200
