@@ -208,6 +208,9 @@ def test_bad_filters_are_400(writer, url, query):
         base64.b64encode(b"o=0&r=0&p=not-a-date").decode(),
         base64.b64encode(b"o=0&r=0&p=9999-12-31 23:59:59-05:00").decode(),
         base64.b64encode(b"p=\x00").decode(),
+        # An offset PostgreSQL refuses ("time zone displacement out of range"); a bad id.
+        base64.b64encode(b"o=0&p=2020-01-01T00:00:00+23:59|" + b"0" * 32).decode(),
+        base64.b64encode(b"o=0&p=2020-01-01T00:00:00+00:00|not-an-id").decode(),
     ],
 )
 def test_a_forged_cursor_is_404(writer, cursor):
