@@ -80,6 +80,7 @@ POSITIVE_INTS = [
     "SYNC_STALE_AFTER",
     "SYNC_MAX_AGE",
     "IDEMPOTENCY_TTL",
+    "IDEMPOTENCY_CLAIM_TIMEOUT",
 ]
 
 _SLUG = re.compile(r"^[-a-zA-Z0-9_]+\Z")

@@ -185,6 +185,7 @@ def test_partial_retry_settings_merge_over_the_defaults(feedback_app):
         "SYNC_STALE_AFTER",
         "SYNC_MAX_AGE",
         "IDEMPOTENCY_TTL",
+        "IDEMPOTENCY_CLAIM_TIMEOUT",
     ],
 )
 @pytest.mark.parametrize("value", [0, -5, "10", 2.5, None, True])

@@ -20,6 +20,7 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema_view
 from rest_framework import exceptions, status
 from rest_framework.decorators import action
 from rest_framework.permissions import AllowAny, BasePermission
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import BaseThrottle
@@ -45,6 +46,9 @@ class FeedbackAPIView:
     """What every view of the API shares, whatever the host's DRF defaults are."""
 
     parser_classes = [JSONParser]
+    # JSON only, as the schema says, whatever the host's DEFAULT_RENDERER_CLASSES (DRF's
+    # default adds the browsable HTML API; a host's camelCase renderer would change the wire).
+    renderer_classes = [JSONRenderer]
     # drf-spectacular's, whatever the host's DEFAULT_SCHEMA_CLASS: DRF's own cannot build
     # this schema (api/schema/ would fail).
     schema = AutoSchema()

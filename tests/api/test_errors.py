@@ -317,3 +317,19 @@ def test_a_refusal_quoting_the_recipient_is_logged_and_kept_with_the_number_mask
     assert any("21408" in text and "+44******3456" in text for text in logged)
     assert not [text for text in logged if to in text or to[1:] in text]
     assert not Message.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("accept", "query"),
+    [("text/html,application/xhtml+xml,*/*;q=0.8", ""), ("*/*", "?format=api")],
+)
+def test_the_api_answers_json_even_to_a_browser(writer, message, accept, query):
+    """The schema documents JSON only: no browsable HTML page, whatever the host's renderers."""
+    response = writer.get(f"{API}/messages/{message.pk}/{query}", HTTP_ACCEPT=accept)
+    assert response["Content-Type"] == "application/json"
+    json.loads(response.content)
+
+
+def test_html_alone_is_not_acceptable(writer, message):
+    response = writer.get(f"{API}/messages/{message.pk}/", HTTP_ACCEPT="text/html")
+    assert_error(response, 406, "not_acceptable")
