@@ -292,3 +292,17 @@ def test_provider_errors_mask_the_numbers_their_message_quotes():
     error = PermanentError(f"'To' number {NUMBERS['GB']} is not allowed (21408)", code=21408)
     assert NUMBERS["GB"] not in str(error) and NUMBERS["GB"] not in error.message
     assert "+44******3456" in error.message and "21408" in str(error)
+
+
+def test_aws_logs_no_session_token(aws, all_logs):
+    """Temporary credentials (an instance or task role) carry a session token, which botocore
+    prints with the request's headers and its canonical request at DEBUG."""
+    token = "IQoJb3JpZ2luX2VjEXAMPLESESSIONTOKENsecret"
+    fake = AwsSmsFake()
+    with FakeServer(fake) as server:
+        aws("aws_sms", server, CONFIGURATION_SET="otp-events", SESSION_TOKEN=token)
+        services.send(provider="aws_sms", to=NUMBERS["US"], body=BODY)
+    assert fake.requests[0].headers["x-amz-security-token"] == token  # it was sent
+    texts = logged_texts(all_logs)
+    assert any("x-amz-security-token" in text.lower() for text in texts)  # and logged, redacted
+    assert not [text for text in texts if token in text]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -103,11 +104,17 @@ def _redact_body(body: bytes | str) -> bytes | str:
     return text.encode() if isinstance(body, bytes) else text
 
 
+#: The session token of temporary credentials (every instance or task role has one), as
+#: botocore writes it in its request and canonical-request DEBUG lines.
+_SESSION_TOKEN = re.compile(r"(x-amz-security-token['\"]?\s*[:=]\s*b?['\"]?)[A-Za-z0-9+/=]+", re.I)
+
+
 class RedactParametersFilter(logging.Filter):
-    """Keeps message bodies and clear numbers out of botocore's DEBUG logs.
+    """Keeps message bodies, clear numbers and session tokens out of botocore's DEBUG logs.
 
     botocore logs every request's parameters and serialized body at DEBUG. The filter replaces
-    the record's arguments with redacted copies (the request itself is left untouched).
+    the record's arguments with redacted copies (the request itself is left untouched), and
+    the session token wherever the formatted line shows a request's headers.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -115,6 +122,9 @@ class RedactParametersFilter(logging.Filter):
             record.args = _redact(record.args)
         elif isinstance(record.args, tuple) and record.args:
             record.args = tuple(_redact(arg) for arg in record.args)
+        message = record.getMessage()
+        if _SESSION_TOKEN.search(message):
+            record.msg, record.args = _SESSION_TOKEN.sub(rf"\g<1>{REDACTED}", message), ()
         return True
 
 
