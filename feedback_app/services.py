@@ -349,6 +349,8 @@ def _new_message(
 
 
 def _insert(message: Message, source: str) -> None:
+    if message.delivery_status == Delivery.DELIVERED and message.delivered_at is None:
+        message.delivered_at = message.sent_at  # delivered when sent (a Chime SENT, say)
     try:
         with transaction.atomic():
             message.save(force_insert=True)

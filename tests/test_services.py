@@ -315,6 +315,14 @@ def test_delivery_status_never_moves_backwards():
     assert message.delivered_at is not None
 
 
+def test_a_message_tracked_as_delivered_was_delivered_when_sent():
+    sent = timezone.now() - timedelta(minutes=3)
+    message = make_message(delivery_status=Delivery.DELIVERED, sent_at=sent)
+    message.refresh_from_db()
+    assert message.delivered_at == sent
+    assert make_message().delivered_at is None
+
+
 def test_delivery_status_by_provider_id_and_unknown_status():
     message = make_message()
     assert services.record_delivery(

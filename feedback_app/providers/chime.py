@@ -129,7 +129,8 @@ class ChimeProvider(Provider):
         value = response.get("Status", {}).get("Value", "")
         delivery_status = STATUSES.get(value, Delivery.QUEUED)
         metadata: dict[str, Any] = {}
-        # The channel is kept in clear only while polling needs it.
+        # The channel to poll, kept for the messages sent PENDING only: the recipient of a chat
+        # message is its channel, otherwise stored only hashed and masked.
         if delivery_status in self.poll_statuses:
             metadata[CHANNEL_ARN_KEY] = response.get("ChannelArn", to)
             if response.get("SubChannelId"):

@@ -151,7 +151,9 @@ class TwilioProvider(Provider):
     reports = frozenset({"confirmed"})
     channels = _CHANNELS
     #: ``sent`` is often final when the carrier returns no receipt; a fetch may know more.
-    sync_statuses = frozenset({Delivery.SENT})
+    # `sent` is often the last callback when a carrier returns no receipt; `queued` stays when
+    # a callback was lost (one that came before the send committed, docs/webhooks.md).
+    sync_statuses = frozenset({Delivery.QUEUED, Delivery.SENT})
 
     @classmethod
     def check_config(cls, key: str, config: dict[str, Any]) -> list[CheckMessage]:

@@ -11,7 +11,8 @@ import pytest
 from django.utils import timezone
 from twilio.rest.api.v2010.account.message import MessageInstance
 
-from feedback_app import services, tasks
+from feedback_app import polling, services, tasks
+from feedback_app.conf import app_settings
 from feedback_app.models import Message, MessageEvent, ProviderCall
 from feedback_app.providers import PermanentError, RetryableError, get_provider
 from feedback_app.providers.twilio import DEFAULT_TIMEOUT, STATUSES, delivery_status
@@ -521,6 +522,17 @@ def test_fetch_status_of_a_status_not_applied_is_none(twilio, fake):
     fake.set_status(message.provider_message_id, "receiving")
 
     assert twilio.fetch_status(message) is None
+
+
+def test_a_message_whose_callbacks_were_lost_is_synced_from_queued_too(twilio, fake, clock):
+    """Its callbacks came before send() committed (docs/webhooks.md): it stayed queued."""
+    message = send()
+    assert message.delivery_status == Delivery.QUEUED
+    fake.set_status(message.provider_message_id, "delivered")
+    clock.advance(seconds=app_settings.SYNC_STALE_AFTER + 1)
+    polling.sync_statuses()
+    message.refresh_from_db()
+    assert message.delivery_status == Delivery.DELIVERED
 
 
 def test_fetch_status_checks_the_sid_before_any_request(twilio, fake):
