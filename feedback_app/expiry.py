@@ -12,6 +12,7 @@ import uuid
 from datetime import datetime
 
 from django.db import connection
+from django.utils import timezone
 
 from .conf import app_settings
 from .models import Message, MessageEvent, ProviderCall
@@ -40,13 +41,16 @@ def expire_batch(now: datetime) -> tuple[int, list[int], list[uuid.UUID]]:
     batch = int(app_settings.EXPIRE_BATCH)
     providers = reporting_providers("failed")
     db_now = connection.ops.adapt_datetimefield_value(now)
+    # updated_at is this batch's own time, not the run's ``now``: a batch committed minutes
+    # into a long run must still be newer than the rollups' watermark, or no refresh sees it.
+    db_stamp = connection.ops.adapt_datetimefield_value(timezone.now())
     # Earlier batches of the same run share ``now``; this batch's rows are the ones above these.
     last_call = _last_pk(ProviderCall)
     last_event = _last_pk(MessageEvent)
     if connection.vendor == "postgresql":
-        count = _expire_postgresql(db_now, batch, providers)
+        count = _expire_postgresql(db_now, db_stamp, batch, providers)
     else:
-        count = _expire_generic(db_now, batch, providers)
+        count = _expire_generic(db_now, db_stamp, batch, providers)
     if not count:
         return 0, [], []
     # Rows written by this batch carry its exact timestamp and ids above the last ones before it.
@@ -76,7 +80,7 @@ def _last_pk(model: type[MessageEvent] | type[ProviderCall]) -> int:
     return model.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
 
 
-def _expire_postgresql(db_now: object, batch: int, providers: list[str]) -> int:
+def _expire_postgresql(db_now: object, db_stamp: object, batch: int, providers: list[str]) -> int:
     sql = f"""
         WITH due AS (
             SELECT id FROM {M}
@@ -85,7 +89,7 @@ def _expire_postgresql(db_now: object, batch: int, providers: list[str]) -> int:
             LIMIT %(batch)s
             FOR UPDATE SKIP LOCKED
         ), expired AS (
-            UPDATE {M} AS m SET feedback = %(expired)s, updated_at = %(now)s
+            UPDATE {M} AS m SET feedback = %(expired)s, updated_at = %(stamp)s
             FROM due WHERE m.id = due.id
             RETURNING m.id, m.provider, m.feedback_requested
         ), events AS (
@@ -102,14 +106,14 @@ def _expire_postgresql(db_now: object, batch: int, providers: list[str]) -> int:
         SELECT count(*) FROM expired
     """
     with connection.cursor() as cursor:
-        cursor.execute(sql, _params(db_now, batch, providers))
+        cursor.execute(sql, {**_params(db_now, batch, providers), "stamp": db_stamp})
         return cursor.fetchone()[0]
 
 
-def _expire_generic(db_now: object, batch: int, providers: list[str]) -> int:
+def _expire_generic(db_now: object, db_stamp: object, batch: int, providers: list[str]) -> int:
     # Without the list: SQLite binds no lists, and Django's debug cursor (DEBUG=True) quotes
     # every value of the dict when it logs the query. The providers go in one by one below.
-    params = _params(db_now, batch, providers)
+    params = {**_params(db_now, batch, providers), "stamp": db_stamp}
     del params["providers"]
     due = f"""
         SELECT id FROM {M}
@@ -143,7 +147,7 @@ def _expire_generic(db_now: object, batch: int, providers: list[str]) -> int:
             {**params, **provider_params},
         )
         cursor.execute(
-            f"UPDATE {M} SET feedback = %(expired)s, updated_at = %(now)s WHERE id IN ({due})",
+            f"UPDATE {M} SET feedback = %(expired)s, updated_at = %(stamp)s WHERE id IN ({due})",
             params,
         )
         return count

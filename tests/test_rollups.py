@@ -147,6 +147,23 @@ def test_a_refresh_recomputes_only_the_hours_that_changed(history, clock):
     )
 
 
+def test_an_expiry_run_for_an_earlier_now_is_seen_by_the_next_refresh(history, clock):
+    """A long expiry run stamps each batch with its own time: a batch committed after the
+    watermark passed the run's ``now`` must still be recomputed."""
+    for minutes in range(5):
+        make_message(sent_at=history + timedelta(hours=3, minutes=minutes))
+    clock.advance(hours=2)  # past their deadline
+    rollups.refresh()
+    clock.advance(minutes=10)
+    # The run began before the watermark (the refresh's start, less WATERMARK_LAG).
+    assert services.expire_overdue(now=clock.now - timedelta(minutes=20)) == 5
+    clock.advance(minutes=10)
+    rollups.refresh()
+    assert counts(conversion_report(source="rollups").totals) == counts(
+        conversion_report(source="raw").totals
+    )
+
+
 def test_full_refresh_rebuilds_the_same_rows(history):
     def rows() -> list[tuple]:
         return list(
