@@ -122,7 +122,12 @@ class DashboardForm(forms.Form):
     def __init__(self, query: QueryDict | None = None) -> None:
         data = (query or QueryDict()).copy()
         if not data.get("range"):
-            data["range"] = DEFAULT_RANGE
+            # Dates alone (a shared link, or a form without JavaScript) mean a custom range.
+            has_dates = data.get("start") or data.get("end")
+            data["range"] = "custom" if has_dates else DEFAULT_RANGE
+        if data["range"] != "custom":
+            # A preset ignores the dates: the form must not show dates the page does not use.
+            data["start"] = data["end"] = ""
         super().__init__(data)
 
     def clean_country(self) -> str:
@@ -140,6 +145,8 @@ class DashboardForm(forms.Form):
         start, end = data.get("start"), data.get("end")
         if start and end and start > end:
             self.add_error("end", _("The end is before the start."))
+        if start and start > timezone.localdate():
+            self.add_error("start", _("The start is in the future."))
         return data
 
     def report_filters(self, now: datetime) -> tuple[ReportFilters, timedelta]:
@@ -151,8 +158,9 @@ class DashboardForm(forms.Form):
         choice = data.get("range") or DEFAULT_RANGE
         if choice == "custom":
             start, end = data.get("start"), data.get("end")
-            after = _local_midnight(start) if start else now - RANGES[DEFAULT_RANGE][1]
             before = _local_midnight(end + timedelta(days=1)) if end else None
+            # An end alone: the default length up to it, as feedback_report --until does.
+            after = _local_midnight(start) if start else (before or now) - RANGES[DEFAULT_RANGE][1]
             span = (before or now) - after
         else:
             span = RANGES[choice][1]

@@ -516,6 +516,34 @@ def test_the_range_select_shows_the_range_the_page_shows(report_client, history,
     assert custom == "Messages sent from April 1, 2025, midnight to April 4, 2025, midnight (UTC)"
 
 
+def test_dates_alone_are_a_custom_range_and_a_preset_ignores_and_clears_them(
+    report_client, history
+):
+    dates = {"start": "2025-04-01", "end": "2025-04-03"}
+    alone = report_client.get(reverse(DASHBOARD), dates)
+    assert (
+        alone.context["filters"] == report_client.get(reverse(DASHBOARD), RANGE).context["filters"]
+    )
+    assert '<option value="custom" selected>' in alone.content.decode()
+    preset = report_client.get(reverse(DASHBOARD), {**dates, "range": "7d"})
+    assert preset.context["form"]["start"].value() in ("", None)
+    assert preset.context["filters"].sent_before is None
+
+
+def test_a_custom_end_alone_is_the_30_days_before_it(report_client, history):
+    response = report_client.get(reverse(DASHBOARD), {"range": "custom", "end": "2025-04-03"})
+    filters = response.context["filters"]
+    assert filters.sent_before == datetime(2025, 4, 4, tzinfo=UTC)
+    assert filters.sent_before - filters.sent_after == timedelta(days=30)
+    assert response.context["totals"].attempted == 17
+
+
+def test_a_custom_start_in_the_future_is_a_form_error(report_client, history, clock):
+    future = (clock.now + timedelta(days=3)).date().isoformat()
+    response = report_client.get(reverse(DASHBOARD), {"range": "custom", "start": future})
+    assert "start" in response.context["form"].errors
+
+
 def test_csv_cells_that_would_run_as_formulas_are_escaped(report_client, history):
     url = reverse("admin:feedback_app_conversiondashboard_csv", args=["sender"])
     keys = [

@@ -149,6 +149,16 @@ def test_filter_by_clicking_a_country(live_server, django_user_model, page):
     assert page.locator("select[name=range]").input_value() == "7d"
     assert page.locator(".fa-chip").count() == 0
 
+    # A typed date selects the custom range (it used to stay on the preset and be ignored).
+    page.goto(dashboard)
+    today = page.locator("input[name=end]").evaluate("() => new Date().toISOString().slice(0, 10)")
+    page.fill("input[name=end]", today)
+    assert page.locator("select[name=range]").input_value() == "custom"
+    page.click("input[type=submit]")
+    page.wait_for_url("**range=custom**")
+    assert page.locator("input[name=end]").input_value() == today
+    assert_consistent(tile_values(page))
+
     # Click a country in the chart: the page is filtered by it.
     page.goto(dashboard)
     country = page.locator('svg a.fa-country:not([data-country="__none__"])').nth(1)

@@ -1,6 +1,13 @@
-// The conversion dashboard: sortable breakdown tables. The page works without it.
+// The conversion dashboard: sortable breakdown tables, and a typed date selects the custom
+// range. The page works without it.
 "use strict";
 document.addEventListener("DOMContentLoaded", () => {
+  const range = document.getElementById("id_range");
+  for (const id of ["id_start", "id_end"]) {
+    document.getElementById(id)?.addEventListener("input", () => {
+      if (range) range.value = "custom";
+    });
+  }
   for (const table of document.querySelectorAll("table.fa-sortable")) {
     const headers = [...table.tHead.rows[0].cells];
     headers.forEach((header, column) => {
