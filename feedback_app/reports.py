@@ -74,6 +74,11 @@ PERCENTILES: dict[str, tuple[int, int]] = {
 }
 
 
+#: The filter value that selects messages without a value (chat messages have no country, many
+#: messages no sender), where an empty value means "any": the dashboard and feedback_report.
+NONE = "__none__"
+
+
 @dataclass(frozen=True)
 class ReportFilters:
     """Which messages the report covers; the same filters as the message list. None: any."""

@@ -34,6 +34,7 @@ from ..csv_cells import csv_cell
 from ..models import ConversionDashboard
 from ..reports import (
     HOUR,
+    NONE,
     HistogramBucket,
     ReportFilters,
     ReportRow,
@@ -59,9 +60,6 @@ DEFAULT_RANGE = "30d"
 DIMENSIONS: tuple[str, ...] = ("provider", "purpose", "channel", "country", "sender")
 #: Ranges up to this long are charted per hour, longer ones per day.
 HOURLY_UP_TO = timedelta(days=2)
-#: The query value selecting messages without a value (country, sender...): an empty value
-#: means "any", as a form submitted with a blank field sends it.
-NONE = "__none__"
 #: How a missing value is shown.
 NONE_LABEL = _("(none)")
 

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import django_filters
+from django import forms
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -48,9 +49,24 @@ class BoundedIsoDateTimeFilter(django_filters.IsoDateTimeFilter):
     field_class = BoundedIsoDateTimeField
 
 
-def _text_filter(max_length: int, help_text: str) -> django_filters.CharFilter:
+class UpperCaseField(forms.CharField):
+    """Country codes in any case, as the dashboard and ``feedback_report`` take them."""
+
+    def to_python(self, value: Any) -> str:
+        return super().to_python(value).upper()
+
+
+class UpperCaseFilter(django_filters.CharFilter):
+    field_class = UpperCaseField
+
+
+def _text_filter(
+    max_length: int,
+    help_text: str,
+    filter_class: type[django_filters.CharFilter] = django_filters.CharFilter,
+) -> django_filters.CharFilter:
     """A CharFilter whose length limit is in the schema too (drf-spectacular leaves it out)."""
-    text_filter = django_filters.CharFilter(max_length=max_length, help_text=help_text)
+    text_filter = filter_class(max_length=max_length, help_text=help_text)
     schema = {"type": "string", "maxLength": max_length, "description": help_text}
     return extend_schema_field(schema)(text_filter)
 
@@ -62,7 +78,9 @@ class MessageFilter(django_filters.FilterSet):
     provider = django_filters.ChoiceFilter(choices=ProviderChoices())
     purpose = _text_filter(64, _("The purpose slug, exactly."))
     channel = django_filters.ChoiceFilter(choices=Channel.choices)
-    country = _text_filter(2, _("ISO 3166-1 alpha-2 code of the recipient's number."))
+    country = _text_filter(
+        2, _("ISO 3166-1 alpha-2 code of the recipient's number, any case."), UpperCaseFilter
+    )
     feedback = django_filters.ChoiceFilter(choices=Feedback.choices)
     delivery_status = django_filters.ChoiceFilter(choices=Delivery.choices)
     sender = _text_filter(256, _("The sender, exactly."))

@@ -106,6 +106,14 @@ def test_stats_use_the_same_filters_as_the_list(reader, history, query):
     assert totals["confirmed"] == sum(row["feedback"] == "confirmed" for row in listed)
 
 
+def test_a_country_code_in_any_case_is_the_same_country(reader, history):
+    upper = reader.get(STATS, {"country": "US"}).json()["totals"]
+    assert upper["attempted"] > 0
+    assert reader.get(STATS, {"country": "us"}).json()["totals"] == upper
+    listed = reader.get(f"{API}/messages/", {"country": "us", "page_size": 500}).json()
+    assert len(listed["results"]) == upper["attempted"]
+
+
 def test_stats_need_the_report_permission(client_with, history):
     response = client_with("view_message").get(STATS)
     assert response.status_code == 403

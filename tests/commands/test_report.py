@@ -107,6 +107,8 @@ def test_an_empty_range_prints_a_total_of_zero():
         (["--channel", "fax"], "--channel must be one of"),
         (["--feedback", "maybe"], "--feedback must be one of"),
         (["--delivery-status", "lost"], "--delivery-status must be one of"),
+        (["--provider", "twillio"], "--provider must be one of"),
+        (["--country", "USA"], "--country must be a two-letter code or __none__"),
     ],
 )
 def test_bad_arguments_raise_command_error(messages, args, message):
@@ -123,3 +125,16 @@ def test_csv_escapes_a_sender_that_a_spreadsheet_would_run_as_a_formula():
     keys = [row["sender"] for row in csv.DictReader(io.StringIO(output))]
     assert "'=HYPERLINK(1)" in keys and "=HYPERLINK(1)" not in keys
     assert "+14155550100" in keys  # a plain number stays readable
+
+
+def test_none_selects_the_messages_without_a_value_as_on_the_dashboard(messages):
+    make_message(sender="ACME")
+    chat = make_message(to="arn:aws:chime:us-east-1:1:app-instance/a/channel/b", channel="chat")
+    assert chat.country == ""
+
+    def totals(*args: str) -> dict:
+        return json.loads(run("feedback_report", "--format", "json", *args))["totals"]
+
+    assert totals("--country", "__none__")["attempted"] == 1
+    assert totals("--sender", "__none__")["attempted"] == totals()["attempted"] - 1
+    assert totals("--country", "")["attempted"] == totals()["attempted"]  # empty: any

@@ -12,7 +12,8 @@ from django.core.management.base import CommandError, CommandParser
 from django.utils import timezone
 
 from ...csv_cells import csv_cell
-from ...reports import BREAKDOWNS, Report, ReportFilters, Totals, conversion_report
+from ...providers.base import provider_keys
+from ...reports import BREAKDOWNS, NONE, Report, ReportFilters, Totals, conversion_report
 from ...states import Channel, Delivery, Feedback
 from ..arguments import MOMENT_HELP, parse_choice, parse_range
 from ..base import FeedbackCommand
@@ -86,14 +87,28 @@ class Command(FeedbackCommand):
             since = (until or now) - DEFAULT_SPAN
         for name, allowed in CHOICES.items():
             parse_choice(options[name], f"--{name.replace('_', '-')}", allowed)
-        country = options["country"].upper() if options["country"] else options["country"]
-        return {**options, "since": since, "until": until, "country": country}
+        parse_choice(options["provider"] or None, "--provider", provider_keys())
+        country = (options["country"] or "").upper()
+        if country and country != NONE.upper() and not (len(country) == 2 and country.isalpha()):
+            raise CommandError(f"--country must be a two-letter code or {NONE}, not {country!r}.")
+        # As on the dashboard: empty means any, __none__ the messages without a value.
+        dimensions = {
+            name: None if not value else "" if value.lower() == NONE else value
+            for name, value in {
+                "provider": options["provider"],
+                "purpose": options["purpose"],
+                "channel": options["channel"],
+                "country": country,
+                "sender": options["sender"],
+                "feedback": options["feedback"],
+                "delivery_status": options["delivery_status"],
+            }.items()
+        }
+        filters = ReportFilters(**dimensions, sent_after=since, sent_before=until)
+        return {**options, "filters": filters}
 
     def handle(self, *args: Any, **options: Any) -> None:
-        by, output = options["by"], options["format"]
-        filters = ReportFilters.from_mapping(
-            {**options, "sent_after": options["since"], "sent_before": options["until"]}
-        )
+        by, output, filters = options["by"], options["format"], options["filters"]
         try:
             report = conversion_report(filters, by)
         except ValueError as exc:
