@@ -24,12 +24,19 @@ DURATION_HELP = "a duration (90s, 30m, 12h, 7d, 2w)"
 MOMENT_HELP = "a date (2026-11-01), a date and time (2026-11-01T12:00), or a duration ago (7d)"
 
 
+#: The longest duration taken: a century covers any history; more only overflows dates.
+MAX_DURATION = timedelta(days=36500)
+
+
 def parse_duration(value: str, option: str) -> timedelta:
     """``"7d"`` -> ``timedelta(days=7)``; ``CommandError`` naming ``option`` otherwise."""
     match = DURATION.match(value or "")
     if match is None:
         raise CommandError(f"{option} must be {DURATION_HELP}, not {value!r}.")
-    return timedelta(seconds=int(match[1]) * UNITS[match[2]])
+    seconds = int(match[1]) * UNITS[match[2]]
+    if seconds > MAX_DURATION.total_seconds():
+        raise CommandError(f"{option} must be at most {MAX_DURATION.days:,} days, not {value!r}.")
+    return timedelta(seconds=seconds)
 
 
 def parse_moment(value: str, option: str, now: datetime | None = None) -> datetime:
@@ -50,6 +57,8 @@ def parse_moment(value: str, option: str, now: datetime | None = None) -> dateti
         moment = None
     if moment is None:
         raise CommandError(f"{option} must be {MOMENT_HELP}, not {value!r}.")
+    if not 1 < moment.year < 9999:  # the edges overflow once moved to UTC
+        raise CommandError(f"{option} must be between the years 2 and 9998, not {value!r}.")
     if timezone.is_naive(moment):
         moment = timezone.make_aware(moment)
     return moment

@@ -37,7 +37,23 @@ def test_moments_are_durations_ago_dates_or_times_in_the_current_time_zone():
     )
 
 
-@pytest.mark.parametrize("value", ["", "7", "7y", "-7d", "yesterday", "2026-02-30", "2026-13-01"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "",
+        "7",
+        "7y",
+        "-7d",
+        "yesterday",
+        "2026-02-30",
+        "2026-13-01",
+        # Beyond what dates hold: these overflowed with a traceback.
+        "1000000d",
+        "99999999999w",
+        "0001-01-01T00:30",
+        "9999-12-31",
+    ],
+)
 def test_a_bad_moment_names_the_option(value):
     with pytest.raises(CommandError, match="--since must be"):
         parse_moment(value, "--since", NOW)

@@ -67,6 +67,9 @@ def test_an_unknown_option_exits_with_1_and_says_which(tmp_path, name):
         (["feedback_report", "--until"], "argument --until: expected one argument"),
         (["feedback_purge", "--batch-size", "0"], "--batch-size must be a whole number"),
         (["feedback_expire", "--verbosity", "loud"], "argument -v/--verbosity: invalid"),
+        (["feedback_purge", "--days", "800000"], "--days must be a whole number from 1 to 36,500"),
+        (["feedback_sync", "--limit", "9" * 23], "--limit must be a whole number from 1 to"),
+        (["feedback_retry", "--since", "99999999999w"], "--since must be at most 36,500 days"),
     ],
 )
 def test_a_bad_value_exits_with_1_and_a_clear_message(tmp_path, args, message):

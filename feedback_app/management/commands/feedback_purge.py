@@ -8,7 +8,7 @@ from django.core.management.base import CommandError, CommandParser
 
 from ... import retention
 from ...conf import app_settings
-from ..arguments import parse_positive_int
+from ..arguments import MAX_DURATION, parse_positive_int
 from ..base import FeedbackCommand
 from ..progress import Progress
 
@@ -47,7 +47,7 @@ class Command(FeedbackCommand):
             raise CommandError("RETENTION_DAYS is None (keep everything): pass --days to purge.")
         return {
             **options,
-            "days": parse_positive_int(days, "--days") if days is not None else None,
+            "days": None if days is None else parse_positive_int(days, "--days", MAX_DURATION.days),
             "batch_size": parse_positive_int(options["batch_size"], "--batch-size", MAX_BATCH_SIZE),
         }
 

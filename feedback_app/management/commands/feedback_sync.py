@@ -11,6 +11,9 @@ from ..arguments import parse_positive_int
 from ..base import FeedbackCommand
 from ..progress import Progress
 
+#: The most messages one run may ask about (a bound the database can hold).
+MAX_LIMIT = 1_000_000_000
+
 
 class Command(FeedbackCommand):
     help = (
@@ -31,7 +34,9 @@ class Command(FeedbackCommand):
 
     def clean(self, options: dict[str, Any]) -> dict[str, Any]:
         limit = options["limit"]
-        return {**options, "limit": None if limit is None else parse_positive_int(limit, "--limit")}
+        if limit is not None:
+            limit = parse_positive_int(limit, "--limit", MAX_LIMIT)
+        return {**options, "limit": limit}
 
     def handle(self, *args: Any, **options: Any) -> None:
         limit = options["limit"]
