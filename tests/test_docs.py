@@ -203,3 +203,17 @@ def test_the_install_extras_in_the_quickstart_exist():
     listed = set(re.findall(r"`(\w+)`\s+\(", named))
     assert listed and listed <= set(extras)
     assert set(extras) - listed == {"dev"}
+
+
+def test_the_readme_names_every_system_check_id():
+    """docs/quickstart.md sends readers to the README's list of check ids."""
+    package = DOCS.parent / "feedback_app"
+    sources = [package / "checks.py", *(package / "providers").glob("*.py")]
+    in_code = {
+        check_id for path in sources for check_id in re.findall(r"\b[EW]\d{3}\b", path.read_text())
+    }
+    readme = (DOCS.parent / "README.md").read_text()
+    named = set(re.findall(r"`([EW]\d{3})`", readme))
+    for first, last in re.findall(r"([EW]\d{3})`?–`?(?:feedback_app\.)?([EW]\d{3})", readme):
+        named |= {f"{first[0]}{n:03d}" for n in range(int(first[1:]), int(last[1:]) + 1)}
+    assert in_code and in_code <= named, sorted(in_code - named)
