@@ -57,6 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     return supervise(processes)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def supervise(processes: dict[str, subprocess.Popen]) -> int:
     """Wait until Ctrl-C or until one process exits, then stop the others.
 
@@ -65,6 +69,11 @@ def supervise(processes: dict[str, subprocess.Popen]) -> int:
     on stderr.
     """
     status = 0
+    # SIGTERM (kill) and SIGHUP (the terminal closed) stop everything as Ctrl-C does: the
+    # processes run in sessions of their own, so nothing else would stop them.
+    previous = {
+        signum: signal.signal(signum, _interrupt) for signum in (signal.SIGTERM, signal.SIGHUP)
+    }
     try:
         while True:
             ended = [(name, p.poll()) for name, p in processes.items() if p.poll() is not None]
@@ -83,6 +92,8 @@ def supervise(processes: dict[str, subprocess.Popen]) -> int:
         status = 0
     finally:
         _stop(processes.values())
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     return status
 
 

@@ -137,10 +137,23 @@ def _processes_with(marker: str) -> list[int]:
     return pids
 
 
+def _ctrl_c_on_the_terminal(pid: int) -> None:
+    os.killpg(pid, signal.SIGINT)  # a terminal signals its whole foreground group
+
+
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc to find the processes")
-def test_ctrl_c_on_the_terminal_stops_the_real_cluster_and_its_workers(tmp_path):
-    """A terminal's Ctrl-C signals the whole foreground group: the supervisor stops every
-    process, and no worker of the cluster outlives the demo."""
+@pytest.mark.parametrize(
+    "stop",
+    [
+        _ctrl_c_on_the_terminal,
+        lambda pid: os.kill(pid, signal.SIGTERM),  # kill
+        lambda pid: os.kill(pid, signal.SIGHUP),  # the terminal closed
+    ],
+    ids=["ctrl-c", "sigterm", "sighup"],
+)
+def test_stopping_the_demo_stops_the_real_cluster_and_its_workers(tmp_path, stop):
+    """The supervisor stops every process, and no worker of the cluster outlives the demo
+    (each runs in a session of its own, so nothing else would stop it)."""
     database = tmp_path / "demo.sqlite3"
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{database}", "Q_WORKERS": "2"}
     env.pop("REDIS_URL", None)
@@ -164,7 +177,7 @@ def test_ctrl_c_on_the_terminal_stops_the_real_cluster_and_its_workers(tmp_path)
         while len(_processes_with(str(database))) < 6 and time.monotonic() < deadline:
             time.sleep(0.2)
         assert len(_processes_with(str(database))) >= 6, "the demo did not start"
-        os.killpg(demo.pid, signal.SIGINT)
+        stop(demo.pid)
         assert demo.wait(timeout=30) == 0
         time.sleep(1)
         assert _processes_with(str(database)) == []
