@@ -363,33 +363,27 @@ def test_a_duplicate_sns_message_is_acknowledged_and_handled_once(
     assert delivery_events(message) == [("", "queued"), ("queued", "sent")]
 
 
+@pytest.mark.parametrize(
+    "failure",
+    [
+        RuntimeError("database is down"),
+        # gunicorn's worker timeout raises SystemExit in a sync worker; SIGKILL never returns.
+        SystemExit(1),
+    ],
+    ids=["error", "worker-killed"],
+)
 def test_a_notification_that_failed_midway_is_handled_when_sns_retries(
-    post, signer, message, monkeypatch
+    post, signer, message, monkeypatch, failure
 ):
-    def database_down(*args: Any, **kwargs: Any) -> bool:
-        raise RuntimeError("database is down")
+    """No answer reached SNS, so its retry of the same MessageId must be handled."""
+
+    def fails(*args: Any, **kwargs: Any) -> bool:
+        raise failure
 
     body = signer.sign(notification(event(message.provider_message_id)))
     with monkeypatch.context() as patch:
-        patch.setattr(services, "record_delivery", database_down)
-        with pytest.raises(RuntimeError):
-            post(body)
-    assert post(body).status_code == 200
-    message.refresh_from_db()
-    assert message.delivery_status == Delivery.DELIVERED
-
-
-def test_a_worker_killed_midway_does_not_lose_the_notification(post, signer, message, monkeypatch):
-    """gunicorn's worker timeout raises SystemExit in a sync worker (SIGKILL never returns):
-    no answer reached SNS, so its retry of the same MessageId must be handled."""
-
-    def worker_killed(*args: Any, **kwargs: Any) -> bool:
-        raise SystemExit(1)
-
-    body = signer.sign(notification(event(message.provider_message_id)))
-    with monkeypatch.context() as patch:
-        patch.setattr(services, "record_delivery", worker_killed)
-        with pytest.raises(SystemExit):
+        patch.setattr(services, "record_delivery", fails)
+        with pytest.raises(type(failure)):
             post(body)
     assert post(body).status_code == 200
     message.refresh_from_db()
