@@ -7,9 +7,9 @@ records the outcome only if its claim still holds. The sweep re-enqueues calls w
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
-import threading
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
@@ -66,43 +66,26 @@ def add_report(
     return call
 
 
-#: One django-q2 broker per queue name for this process: a Redis broker is a connection pool,
-#: too costly to build per confirmation. Safe across fork (redis-py pools reconnect in a child).
-_brokers: dict[str | None, Any] = {}
-_brokers_lock = threading.Lock()
+@functools.cache
+def _broker(queue: str | None) -> Any:
+    from django_q.brokers import get_broker as build_broker
+
+    return build_broker(queue)
 
 
 def get_broker() -> Any:
-    """The process's broker for FEEDBACK_APP["QUEUE"], built on first use."""
-    queue = app_settings.QUEUE
-    with _brokers_lock:
-        broker = _brokers.get(queue)
-        if broker is None:
-            from django_q.brokers import get_broker as build_broker
-
-            broker = _brokers[queue] = build_broker(queue)
-        return broker
+    """The process's broker for FEEDBACK_APP["QUEUE"], built on first use: a Redis broker is
+    a connection pool, too costly to build per confirmation (redis-py reconnects after fork)."""
+    return _broker(app_settings.QUEUE)
 
 
 def forget_brokers(**kwargs: Any) -> None:
-    """Drop the cached brokers; the next enqueue connects afresh."""
-    with _brokers_lock:
-        _brokers.clear()
+    """Drop the cached brokers; the next enqueue connects afresh (also on a settings change)."""
+    if kwargs.get("setting") in (None, "FEEDBACK_APP", "Q_CLUSTER"):
+        _broker.cache_clear()
 
 
-def _forget_broker(broker: Any) -> None:
-    with _brokers_lock:
-        for queue, cached in list(_brokers.items()):
-            if cached is broker:
-                del _brokers[queue]
-
-
-def _settings_changed(*, setting: str, **kwargs: Any) -> None:
-    if setting in ("FEEDBACK_APP", "Q_CLUSTER"):
-        forget_brokers()
-
-
-setting_changed.connect(_settings_changed)
+setting_changed.connect(forget_brokers)
 
 
 def enqueue(call_ids: Iterable[int]) -> int:
@@ -110,7 +93,6 @@ def enqueue(call_ids: Iterable[int]) -> int:
     from django_q.tasks import async_task
 
     count = 0
-    broker = None
     try:
         broker = get_broker()
         for call_id in call_ids:
@@ -119,8 +101,7 @@ def enqueue(call_ids: Iterable[int]) -> int:
     except Exception:  # broker down: the outbox rows stay for the sweep
         logger.warning("feedback_app: could not enqueue provider calls", exc_info=True)
         # Build it again next time, so a broker that was down (or is broken) reconnects.
-        if broker is not None:
-            _forget_broker(broker)
+        forget_brokers()
     return count
 
 
