@@ -158,11 +158,10 @@ class ChimeProvider(Provider):
         if message.metadata.get(SUB_CHANNEL_ID_KEY):
             params["SubChannelId"] = message.metadata[SUB_CHANNEL_ID_KEY]
         try:
-            response = self.client.get_channel_message_status(**params)
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
+            response = self._call("get_channel_message_status", **params)
+        except PermanentError as exc:
             # Known pending (the send answered PENDING): gone means the processor denied it.
-            if code == "NotFoundException" and message.provider_status == "PENDING":
+            if exc.code == "NotFoundException" and message.provider_status == "PENDING":
                 return StatusUpdate(
                     provider_message_id=message.provider_message_id,
                     delivery_status=Delivery.REJECTED,
@@ -170,12 +169,10 @@ class ChimeProvider(Provider):
                     detail={
                         "status_detail": "not found: denied by the channel flow (Chime keeps no "
                         "status for denied messages)",
-                        "error_code": code,
+                        "error_code": exc.code,
                     },
                 )
-            raise classify_error(exc) from exc
-        except BotoCoreError as exc:
-            raise classify_error(exc) from exc
+            raise
         status = response.get("Status", {})
         value = status.get("Value", "")
         return StatusUpdate(

@@ -150,9 +150,9 @@ class TwilioProvider(Provider):
 
     reports = frozenset({"confirmed"})
     channels = _CHANNELS
-    #: ``sent`` is often final when the carrier returns no receipt; a fetch may know more.
-    # `sent` is often the last callback when a carrier returns no receipt; `queued` stays when
-    # a callback was lost (one that came before the send committed, docs/webhooks.md).
+    #: ``sent`` is often final when the carrier returns no receipt, and ``queued`` stays when a
+    #: callback was lost (one that came before the send committed, docs/webhooks.md); a fetch
+    #: may know more.
     sync_statuses = frozenset({Delivery.QUEUED, Delivery.SENT})
 
     @classmethod
