@@ -93,7 +93,8 @@ def _check_source(source: object) -> str:
     return str(source)
 
 
-def _actor_name(actor: object) -> str:
+def actor_name(actor: object) -> str:
+    """How ``actor`` (a user, or any object) is recorded beside a change it made."""
     if actor is None:
         return ""
     name = actor.get_username() if hasattr(actor, "get_username") else str(actor)
@@ -431,7 +432,7 @@ def _change_feedback(
                 from_value=current,
                 to_value=target,
                 source=source,
-                actor=_actor_name(actor),
+                actor=actor_name(actor),
                 created_at=at,
                 detail=detail,
             )

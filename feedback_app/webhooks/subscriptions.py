@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 from django.utils import timezone
 
 from ..models import SnsSubscription
+from ..services import actor_name
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ def confirm(subscription: SnsSubscription, *, actor: object = None) -> bool:
     now = timezone.now()
     # Conditional: two people confirming at once record one confirmation.
     changed = SnsSubscription.objects.filter(pk=subscription.pk, confirmed_at__isnull=True).update(
-        confirmed_at=now, confirmed_by=_actor_name(actor)
+        confirmed_at=now, confirmed_by=actor_name(actor)
     )
     subscription.refresh_from_db(fields=["confirmed_at", "confirmed_by"])
     if changed:
@@ -99,11 +100,3 @@ def confirm(subscription: SnsSubscription, *, actor: object = None) -> bool:
             subscription.topic_arn,
         )
     return bool(changed)
-
-
-def _actor_name(actor: object) -> str:
-    if actor is None:
-        return ""
-    if hasattr(actor, "get_username"):
-        return actor.get_username()
-    return str(actor)[:150]
