@@ -171,16 +171,6 @@ def _message_id_field() -> StrictUUIDField:
     return StrictUUIDField(required=False, help_text=_MESSAGE_ID_HELP)
 
 
-def _unused_message_id(value: uuid.UUID) -> uuid.UUID:
-    # Checked here because the database would report it as a duplicate provider_message_id,
-    # and for a send only after the provider had sent the message.
-    if Message.objects.filter(pk=value).exists():
-        raise serializers.ValidationError(
-            _("A message with this id exists already."), code="duplicate"
-        )
-    return value
-
-
 class TrackSerializer(serializers.Serializer):
     """The arguments of ``track()``: a message the caller sent itself."""
 
@@ -196,9 +186,6 @@ class TrackSerializer(serializers.Serializer):
     metadata = MetadataField(required=False)
     delivery_status = serializers.ChoiceField(choices=Delivery.choices, default=Delivery.QUEUED)
     provider_status = StrictCharField(max_length=64, allow_blank=True, default="")
-
-    def validate_message_id(self, value: uuid.UUID) -> uuid.UUID:
-        return _unused_message_id(value)
 
 
 #: Longest body passed to a provider (Twilio's limit), placeholders replaced.
@@ -236,9 +223,6 @@ class SendSerializer(serializers.Serializer):
         max_length=256, required=False, help_text=_("Default: the provider's own choice.")
     )
     metadata = MetadataField(required=False)
-
-    def validate_message_id(self, value: uuid.UUID) -> uuid.UUID:
-        return _unused_message_id(value)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         # Here, not at the provider: an unsupported channel is the caller's mistake (400),
