@@ -81,6 +81,7 @@ POSITIVE_INTS = [
     "SYNC_MAX_AGE",
     "IDEMPOTENCY_TTL",
     "IDEMPOTENCY_CLAIM_TIMEOUT",
+    "SNS_MAX_AGE",
 ]
 
 _SLUG = re.compile(r"^[-a-zA-Z0-9_]+\Z")

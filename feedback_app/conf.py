@@ -80,6 +80,10 @@ DEFAULTS: dict[str, Any] = {
         "SENDER": None,
         "BODY": "Your verification code is {token}",
     },
+    # Seconds after its ``Timestamp`` that an SNS message is still accepted by the SNS webhook
+    # (plus five minutes of clock skew); older ones are refused as replays. SNS gives up
+    # retrying an HTTP/S delivery within 3600 seconds (a hard limit of its delivery policies).
+    "SNS_MAX_AGE": 3600,
     # Public base URL of this site ("https://example.com"), used to build webhook URLs given to
     # providers and to check signatures behind a proxy; None: taken from each request.
     "PUBLIC_URL": None,

@@ -1,16 +1,21 @@
-"""What every provider webhook shares: CSRF exemption, POST only, the provider lookup, error
-responses, and applying parsed status updates through ``services``.
+"""What every provider webhook shares: CSRF exemption, no login (``LoginRequiredMiddleware``),
+POST only, the provider lookup, parsing the body, error responses, and applying parsed status
+updates through ``services``.
 
-A provider module implements ``validate_request`` (authenticity) and ``parse_updates``.
+A provider module implements ``validate_request`` (authenticity) and ``parse_updates``. A body
+that cannot be parsed is a 400, however deep it nests: a JSON one read with ``json_body``, a form
+read from ``request.POST`` (Django answers 400 itself to a form it cannot parse).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Iterable
 from typing import Any
 
+from django.contrib.auth.decorators import login_not_required
 from django.http import HttpRequest, HttpResponse
 from django.utils.decorators import method_decorator
 from django.views import View
@@ -26,13 +31,37 @@ logger = logging.getLogger(__name__)
 
 
 class WebhookError(Exception):
-    """Refuse the request with ``status`` (and headers, e.g. a 401 challenge); nothing changes."""
+    """Refuse the request with ``status`` (and headers, e.g. a 401 challenge); nothing changes.
 
-    def __init__(self, status: int, reason: str, headers: dict[str, str] | None = None) -> None:
+    ``reason`` is the answer's body; ``detail`` is logged only: what went wrong inside (a host
+    name, an errno) is for the site's logs, not for whoever made the request.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        reason: str,
+        headers: dict[str, str] | None = None,
+        *,
+        detail: str = "",
+    ) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
         self.headers = headers or {}
+        self.detail = detail
+
+
+def json_body(request: HttpRequest) -> Any:
+    """The request body parsed as JSON; ``WebhookError`` 400 for any body that is not.
+
+    ``RecursionError`` too: ``json.loads`` recurses once per nesting level, so a body nested
+    some thousands deep is refused like any other unparseable one.
+    """
+    try:
+        return json.loads(request.body)
+    except (ValueError, RecursionError) as exc:
+        raise WebhookError(400, "body is not JSON") from exc
 
 
 def find_message(provider: str, update: StatusUpdate) -> Message | None:
@@ -83,7 +112,8 @@ def public_url(request: HttpRequest) -> str:
     return request.build_absolute_uri()
 
 
-@method_decorator(csrf_exempt, name="dispatch")
+# Providers call without a session or CSRF token: their own signature authenticates them.
+@method_decorator([csrf_exempt, login_not_required], name="dispatch")
 class WebhookView(View):
     http_method_names = ["post"]
     #: Provider key used when the URL names none.
@@ -98,7 +128,12 @@ class WebhookView(View):
             self.validate_request(request, key, config)
             updates = list(self.parse_updates(request, key, config))
         except WebhookError as exc:
-            logger.warning("feedback_app: %s webhook refused: %s", key, exc.reason)
+            logger.warning(
+                "feedback_app: %s webhook refused: %s%s",
+                key,
+                exc.reason,
+                f" ({exc.detail})" if exc.detail else "",
+            )
             response = HttpResponse(exc.reason, status=exc.status, content_type="text/plain")
             for name, value in exc.headers.items():
                 response[name] = value

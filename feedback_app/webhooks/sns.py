@@ -1,9 +1,10 @@
 """Amazon SNS webhook for AWS End User Messaging SMS events (configuration set -> event
 destination -> SNS topic -> HTTPS subscription to this view).
 
-Three checks, all required: HTTP basic auth with the secret in the subscription URL
-(``WEBHOOK_BASIC_AUTH``), the SNS signature (``sns_signature``), and the topic allow-list
-(``SNS_TOPIC_ARNS``). A request failing any of them is refused and changes nothing.
+Four checks, all required: HTTP basic auth with the secret in the subscription URL
+(``WEBHOOK_BASIC_AUTH``), the SNS signature (``sns_signature``), the topic allow-list
+(``SNS_TOPIC_ARNS``), and the signed ``Timestamp``, no older than ``SNS_MAX_AGE`` (a replay).
+A request failing any of them is refused and changes nothing.
 
 An event may arrive before the row of the message it is about is committed (AWS can publish
 while ``send`` is still recording the message). Such an event names our message id in its
@@ -28,11 +29,12 @@ from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
+from ..conf import app_settings
 from ..models import Message
 from ..providers.base import StatusUpdate
 from ..states import Delivery
 from . import subscriptions
-from .base import WebhookError, WebhookView, find_message
+from .base import WebhookError, WebhookView, find_message, json_body
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +85,10 @@ DEDUPE_SECONDS = 24 * 3600
 #: message rolled back (or purged) is not retried through SNS's whole delivery policy.
 UNCOMMITTED_GRACE = 15 * 60
 
+#: Seconds a ``Timestamp`` may be off beyond ``SNS_MAX_AGE`` (or ahead of our clock): clocks
+#: of SNS and of this host drift apart a little.
+CLOCK_SKEW = 300
+
 CHALLENGE = {"WWW-Authenticate": 'Basic realm="feedback_app"'}
 
 
@@ -118,10 +124,7 @@ class SnsWebhookView(WebhookView):
         check_basic_auth(request, config.get("WEBHOOK_BASIC_AUTH"))
         if request.headers.get("x-amz-sns-rawdelivery", "").lower() == "true":
             raise WebhookError(400, "raw message delivery is unsigned: turn it off")
-        try:
-            envelope = json.loads(request.body)
-        except ValueError as exc:
-            raise WebhookError(400, "body is not JSON") from exc
+        envelope = json_body(request)
         if not isinstance(envelope, dict) or "Signature" not in envelope:
             raise WebhookError(403, "unsigned message")
         topics = allowed_topics(config.get("SNS_TOPIC_ARNS"))
@@ -131,13 +134,19 @@ class SnsWebhookView(WebhookView):
             )
         topic = envelope.get("TopicArn")
         if not isinstance(topic, str) or topic not in topics:
-            raise WebhookError(403, f"topic {topic!r} is not in SNS_TOPIC_ARNS")
+            raise WebhookError(
+                403, "topic not accepted", detail=f"topic {topic!r} is not in SNS_TOPIC_ARNS"
+            )
+        # What failed is logged, not answered: it names certificate hosts and network errors.
         try:
             sns_signature.verify(envelope, dev_certificate_urls(provider, config))
         except sns_signature.InvalidSignature as exc:
-            raise WebhookError(403, f"bad SNS signature: {exc}") from exc
+            raise WebhookError(403, "invalid SNS signature", detail=str(exc)) from exc
         except sns_signature.CertificateUnavailable as exc:
-            raise WebhookError(503, str(exc)) from exc
+            raise WebhookError(
+                503, "signing certificate unavailable; try again later", detail=str(exc)
+            ) from exc
+        check_timestamp(envelope, app_settings.SNS_MAX_AGE)
         self.envelope = envelope
 
     def parse_updates(
@@ -216,13 +225,37 @@ def check_basic_auth(request: HttpRequest, expected: str | None) -> None:
         raise WebhookError(401, "missing or wrong basic auth credentials", CHALLENGE)
 
 
+def check_timestamp(envelope: dict[str, Any], max_age: int) -> None:
+    """Raise ``WebhookError`` 403 unless the (signed) ``Timestamp`` is at most ``max_age``
+    seconds old and not in the future, give or take ``CLOCK_SKEW``.
+
+    SNS stops retrying an HTTP/S delivery within an hour at most (its hard limit), so an older
+    message, however well signed, is a recorded one being replayed.
+    """
+    value = envelope.get("Timestamp")
+    at = _from_iso(value)
+    if at is None:
+        raise WebhookError(403, "no valid Timestamp", detail=f"Timestamp {value!r}")
+    age = (timezone.now() - at).total_seconds()
+    if age > max_age + CLOCK_SKEW:
+        raise WebhookError(
+            403,
+            "message too old",
+            detail=f"Timestamp {value} is {age:.0f} s old; SNS_MAX_AGE is {max_age}",
+        )
+    if age < -CLOCK_SKEW:
+        raise WebhookError(
+            403, "message from the future", detail=f"Timestamp {value} is {-age:.0f} s ahead"
+        )
+
+
 def confirm_subscription(provider: str, envelope: dict[str, Any], confirm: bool) -> None:
     """Record a (verified) subscription request, and confirm it when ``confirm`` says so;
     otherwise log its SubscribeURL, for a person to confirm it (the admin has an action)."""
     try:
         subscriptions.check_subscribe_url(envelope.get("SubscribeURL"), envelope["TopicArn"])
     except subscriptions.SubscriptionError as exc:
-        raise WebhookError(403, exc.reason) from exc
+        raise WebhookError(403, "SubscribeURL refused", detail=exc.reason) from exc
     subscription = subscriptions.record(provider, envelope)
     if not confirm:
         logger.warning(
@@ -236,7 +269,9 @@ def confirm_subscription(provider: str, envelope: dict[str, Any], confirm: bool)
         subscriptions.confirm(subscription)
     except subscriptions.SubscriptionError as exc:
         # SNS sends the confirmation request again; the subscription stays pending until then.
-        raise WebhookError(503, f"could not confirm the subscription: {exc.reason}") from exc
+        raise WebhookError(
+            503, "could not confirm the subscription; try again later", detail=exc.reason
+        ) from exc
 
 
 def dev_certificate_urls(provider: str, config: dict[str, Any]) -> list[str]:
@@ -272,7 +307,7 @@ def parse_event(record_json: str) -> StatusUpdate | None:
     """The status update in an SMS event record (the SNS ``Message``), or None to ignore it."""
     try:
         record = json.loads(record_json)
-    except ValueError:
+    except (ValueError, RecursionError):
         record = None
     if not isinstance(record, dict):
         logger.warning("feedback_app: SNS message is not an SMS event record, ignored")

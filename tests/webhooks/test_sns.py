@@ -180,13 +180,19 @@ def event(message_id: str, event_type: str = "TEXT_DELIVERED", **fields: Any) ->
 _sns_ids = iter(range(1, 10**6))
 
 
+def sns_time(**offset: float) -> str:
+    """An SNS ``Timestamp`` (``2026-01-01T00:00:00.123Z``): now, or ``offset`` from now."""
+    at = timezone.now() + timedelta(**offset)
+    return at.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def notification(message: str, *, topic: str = TOPIC, **fields: Any) -> dict[str, Any]:
     return {
         "Type": "Notification",
         "MessageId": f"22b80b92-fdea-4c2c-8f9d-{next(_sns_ids):012d}",
         "TopicArn": topic,
         "Message": message,
-        "Timestamp": "2026-01-01T00:00:00.123Z",
+        "Timestamp": sns_time(),
         "UnsubscribeURL": "https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe",
         **fields,
     }
@@ -200,7 +206,7 @@ def confirmation(kind: str = "SubscriptionConfirmation", **fields: Any) -> dict[
         "TopicArn": TOPIC,
         "Message": f"You have chosen to subscribe to the topic {TOPIC}.",
         "SubscribeURL": SUBSCRIBE_URL,
-        "Timestamp": "2026-01-01T00:00:00.123Z",
+        "Timestamp": sns_time(),
         **fields,
     }
 
@@ -646,6 +652,111 @@ def test_a_body_that_is_not_json_is_a_bad_request(post, message):
     assert post("Message=hello").status_code == 400
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        "[" * 100_000 + "]" * 100_000,
+        '{"a":' * 100_000 + "1" + "}" * 100_000,
+        "[" * 100_000,  # nor closed
+        b"\xff\xfe{}".decode("latin-1"),
+    ],
+    ids=["arrays", "objects", "unclosed", "not-utf-8"],
+)
+def test_a_body_nested_however_deep_is_a_bad_request(client, message, body):
+    response = client.post(
+        reverse("feedback_app:webhook-sns"),
+        data=body.encode("latin-1") if body.startswith("\xff") else body,
+        content_type="text/plain",
+        HTTP_AUTHORIZATION=basic_auth(),
+    )
+    assert response.status_code == 400
+    assert response.content == b"body is not JSON"
+    assert_unchanged(message)
+
+
+def test_a_signed_event_record_nested_however_deep_is_acknowledged_and_ignored(
+    post, signer, message
+):
+    body = signer.sign(notification("[" * 100_000 + "]" * 100_000))
+    assert post(body).status_code == 200
+    assert_unchanged(message)
+
+
+# Replays: the signed Timestamp -----------------------------------------------------------------
+
+
+def test_a_notification_older_than_sns_max_age_is_refused_as_a_replay(
+    post, signer, message, caplog
+):
+    too_old = 3600 + sns.CLOCK_SKEW + 5
+    body = signer.sign(
+        notification(event(message.provider_message_id), Timestamp=sns_time(seconds=-too_old))
+    )
+    response = post(body)
+    assert response.status_code == 403
+    assert response.content == b"message too old"
+    assert "SNS_MAX_AGE is 3600" in caplog.text
+    assert_unchanged(message)
+
+
+def test_a_notification_sns_retried_for_its_whole_policy_is_accepted(post, signer, message):
+    # SNS's longest delivery policy retries for up to an hour after publishing.
+    body = signer.sign(
+        notification(event(message.provider_message_id), Timestamp=sns_time(seconds=-3590))
+    )
+    assert post(body).status_code == 200
+    message.refresh_from_db()
+    assert message.delivery_status == Delivery.DELIVERED
+
+
+def test_sns_max_age_sets_the_window(settings, post, signer, message):
+    settings.FEEDBACK_APP = {**settings.FEEDBACK_APP, "SNS_MAX_AGE": 60}
+    old = notification(event(message.provider_message_id), Timestamp=sns_time(minutes=-10))
+    assert post(signer.sign(old)).status_code == 403
+    assert_unchanged(message)
+    recent = notification(event(message.provider_message_id), Timestamp=sns_time(minutes=-5))
+    assert post(signer.sign(recent)).status_code == 200  # within 60 s and the clock skew
+
+
+@pytest.mark.parametrize("offset", [sns.CLOCK_SKEW + 60, 365 * 24 * 3600])
+def test_a_notification_from_the_future_is_refused(post, signer, message, offset):
+    body = signer.sign(
+        notification(event(message.provider_message_id), Timestamp=sns_time(seconds=offset))
+    )
+    response = post(body)
+    assert response.status_code == 403
+    assert response.content == b"message from the future"
+    assert_unchanged(message)
+
+
+def test_a_timestamp_a_little_ahead_of_our_clock_is_accepted(post, signer, message):
+    body = signer.sign(
+        notification(event(message.provider_message_id), Timestamp=sns_time(seconds=60))
+    )
+    assert post(body).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "timestamp", ["", "yesterday", "2026-01-01T00:00:00", "9999-99-99T00:00:00Z"]
+)
+def test_a_signed_timestamp_that_is_not_a_time_is_refused(post, signer, message, timestamp):
+    body = signer.sign(notification(event(message.provider_message_id), Timestamp=timestamp))
+    response = post(body)
+    assert response.status_code == 403
+    assert response.content == b"no valid Timestamp"
+    assert_unchanged(message)
+
+
+def test_a_replayed_subscription_request_is_refused_and_not_recorded(
+    settings, post, signer, fetched
+):
+    confirm_subscriptions(settings)
+    body = signer.sign(confirmation(Timestamp=sns_time(hours=-3)))
+    assert post(body).status_code == 403
+    assert not SnsSubscription.objects.exists()
+    assert fetched == [CERT_URL]  # the SubscribeURL was not fetched
+
+
 @pytest.mark.parametrize("version", ["", "3", None])
 def test_an_unknown_signature_version_is_refused(post, signer, message, version):
     body = signer.sign(notification(event(message.provider_message_id)))
@@ -667,13 +778,15 @@ def test_an_unknown_signature_version_is_refused(post, signer, message, version)
     ],
 )
 def test_a_certificate_not_issued_to_sns_is_refused(
-    monkeypatch, post, message, common_name, dns_names
+    monkeypatch, post, message, common_name, dns_names, caplog
 ):
     foreign = Signer(common_name, dns_names)
     monkeypatch.setattr(sns_signature, "fetch", lambda url, timeout=5: foreign.pem)
     response = post(foreign.sign(notification(event(message.provider_message_id))))
     assert response.status_code == 403
-    assert "not to SNS" in response.content.decode()
+    # Why, in the log only: the answer names no certificate.
+    assert response.content == b"invalid SNS signature"
+    assert "not to SNS" in caplog.text
     assert_unchanged(message)
 
 
@@ -777,16 +890,20 @@ def test_the_certificate_is_fetched_once_and_cached(post, signer, message, fetch
 
 
 def test_an_unreachable_certificate_host_asks_sns_to_retry(
-    post, signer, message, monkeypatch, fetched
+    post, signer, message, monkeypatch, fetched, caplog
 ):
     body = signer.sign(notification(event(message.provider_message_id)))
     fetch = sns_signature.fetch
 
-    def timeout(url: str, timeout: float = 5) -> bytes:
-        raise TimeoutError("timed out")
+    def unreachable(url: str, timeout: float = 5) -> bytes:
+        raise urllib.error.URLError(OSError(111, "Connection refused"))
 
-    monkeypatch.setattr(sns_signature, "fetch", timeout)
-    assert post(body).status_code == 503
+    monkeypatch.setattr(sns_signature, "fetch", unreachable)
+    response = post(body)
+    assert response.status_code == 503
+    # The host and the errno are logged for the site, not answered to the caller.
+    assert response.content == b"signing certificate unavailable; try again later"
+    assert "sns.us-east-1.amazonaws.com" in caplog.text and "Errno 111" in caplog.text
     assert_unchanged(message)
 
     monkeypatch.setattr(sns_signature, "fetch", fetch)
@@ -894,7 +1011,7 @@ def test_a_forged_confirmation_is_refused(settings, post, signer, fetched):
 
 
 def test_a_confirmation_that_could_not_be_fetched_is_tried_again_when_sns_resends_it(
-    settings, post, signer, monkeypatch, fetched
+    settings, post, signer, monkeypatch, fetched, caplog
 ):
     settings.FEEDBACK_APP = {
         **settings.FEEDBACK_APP,
@@ -909,7 +1026,10 @@ def test_a_confirmation_that_could_not_be_fetched_is_tried_again_when_sns_resend
         return fetch(url)
 
     monkeypatch.setattr(sns_signature, "fetch", subscribe_fails)
-    assert post(body).status_code == 503
+    response = post(body)
+    assert response.status_code == 503
+    assert response.content == b"could not confirm the subscription; try again later"
+    assert "connection reset" in caplog.text
     assert SnsSubscription.objects.get().confirmed_at is None
     monkeypatch.setattr(sns_signature, "fetch", fetch)
     assert post(body).status_code == 200

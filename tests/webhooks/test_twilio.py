@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import pytest
+from django.http import QueryDict
 from django.urls import reverse
 from twilio.request_validator import RequestValidator
 
@@ -411,6 +412,35 @@ def test_a_signed_request_that_is_no_status_callback_is_a_bad_request(client, me
     params = {"AccountSid": ACCOUNT_SID, "Body": "STOP", "From": TO}
 
     assert post(client, params).status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b"MessageSid=" + b"[" * 100_000, "application/x-www-form-urlencoded"),
+        (b"a=" + b"%5B" * 100_000 + b"&b", "application/x-www-form-urlencoded"),
+        (b"\xff\xfe\x00=\x80&%", "application/x-www-form-urlencoded"),
+        (b"[" * 100_000 + b"]" * 100_000, "application/json"),
+        (b"--x\r\ngarbage", "multipart/form-data; boundary=x"),
+        (b"garbage", "multipart/form-data"),  # no boundary
+    ],
+    ids=["deep-value", "deep-escaped", "not-utf-8", "deep-json", "bad-multipart", "no-boundary"],
+)
+def test_a_signed_body_that_cannot_be_a_status_callback_is_a_bad_request(
+    client, message, body, content_type
+):
+    """Signed over whatever Django reads from it, so only the parsing can refuse it: a 400,
+    never a 500."""
+    form = content_type == "application/x-www-form-urlencoded"
+    params = QueryDict(body) if form else {}
+    response = client.post(
+        "/feedback/webhooks/twilio/",
+        body,
+        content_type=content_type,
+        headers={"X-Twilio-Signature": RequestValidator(AUTH_TOKEN).compute_signature(URL, params)},
+    )
+    assert response.status_code == 400
+    assert Message.objects.get(pk=message.pk).delivery_status == Delivery.QUEUED
 
 
 # -- provider keys ---------------------------------------------------------------------------------
