@@ -470,18 +470,48 @@ def test_twilio_with_token_and_public_url_is_clean(feedback_app):
 
 
 def test_aws_sms_without_sns_protection_warns_w103(feedback_app):
-    feedback_app(PROVIDERS={"aws_sms": {"WEBHOOK_BASIC_AUTH": "sns:secret"}})
+    feedback_app(
+        PROVIDERS={"aws_sms": {"CONFIGURATION_SET": "otp", "WEBHOOK_BASIC_AUTH": "sns:secret"}}
+    )
     issues = app_issues()
     assert [issue.id for issue in issues] == ["feedback_app.W103"]
     assert "SNS_TOPIC_ARNS" in issues[0].msg
     feedback_app(
         PROVIDERS={
             "aws_sms": {
+                "CONFIGURATION_SET": "otp",
                 "WEBHOOK_BASIC_AUTH": "sns:secret",
                 "SNS_TOPIC_ARNS": ["arn:aws:sns:us-east-1:111122223333:sms"],
             }
         }
     )
+    assert app_ids() == []
+
+
+@pytest.mark.parametrize("configuration_set", [None, ""])
+def test_aws_sms_without_a_configuration_set_warns_w106(feedback_app, configuration_set):
+    webhook = {
+        "WEBHOOK_BASIC_AUTH": "sns:secret",
+        "SNS_TOPIC_ARNS": ["arn:aws:sns:us-east-1:111122223333:sms"],
+    }
+    feedback_app(PROVIDERS={"aws_sms": {**webhook, "CONFIGURATION_SET": configuration_set}})
+    issues = app_issues()
+    assert [issue.id for issue in issues] == ["feedback_app.W106"]
+    assert isinstance(issues[0], Warning)
+    assert "no delivery events" in issues[0].msg
+    # A warning, not an error: the check command passes and says so.
+    out = StringIO()
+    call_command("check", stdout=out, stderr=out)
+    assert "feedback_app.W106" in out.getvalue()
+    feedback_app(PROVIDERS={"aws_sms": {**webhook, "CONFIGURATION_SET": "otp-events"}})
+    assert app_ids() == []
+
+
+def test_sns_max_age_must_be_a_positive_integer_e011(feedback_app):
+    for bad in (0, -1, "3600", 3600.0, True):
+        feedback_app(SNS_MAX_AGE=bad)
+        assert app_ids() == ["feedback_app.E011"]
+    feedback_app(SNS_MAX_AGE=600)
     assert app_ids() == []
 
 

@@ -75,6 +75,18 @@ class AwsSmsProvider(Provider):
     @classmethod
     def check_config(cls, key: str, config: dict[str, Any]) -> list[CheckMessage]:
         messages: list[CheckMessage] = _check_dev_certificate_urls(key, config)
+        if not config.get("CONFIGURATION_SET"):
+            # AWS publishes SMS events only to a configuration set's event destinations.
+            messages.append(
+                Warning(
+                    f"Provider {key!r} has no CONFIGURATION_SET: AWS emits no delivery events "
+                    "for its messages, so their delivery status stays 'queued'.",
+                    hint="Set CONFIGURATION_SET to a configuration set with an SNS event "
+                    "destination (or pass ConfigurationSetName with every send); see "
+                    "docs/providers/aws_sms.md, 'Delivery status'.",
+                    id="feedback_app.W106",
+                )
+            )
         missing = [
             name for name in ("WEBHOOK_BASIC_AUTH", "SNS_TOPIC_ARNS") if not config.get(name)
         ]
