@@ -8,8 +8,10 @@ would confirm too; where that matters, confirm from your own page with ``POST ap
 
 from __future__ import annotations
 
+from django.contrib.auth.decorators import login_not_required
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import resolve_url
+from django.utils.decorators import method_decorator
 from django.utils.translation import gettext as _
 from django.views import View
 
@@ -28,6 +30,9 @@ def _private(response: HttpResponse) -> HttpResponse:
     return response
 
 
+# Recipients open the link without logging in; under LoginRequiredMiddleware a redirect to the
+# login page would also put the token into its ``next=``.
+@method_decorator(login_not_required, name="dispatch")
 class ConfirmLinkView(View):
     http_method_names = ["get"]
 

@@ -282,6 +282,22 @@ def test_a_signed_notification_records_the_delivery(post, signer, message, versi
     assert "+12015550123" not in json.dumps(latest.detail)
 
 
+def test_a_signed_notification_is_applied_under_login_required_middleware(
+    settings, post, signer, message
+):
+    settings.MIDDLEWARE = [
+        *settings.MIDDLEWARE,
+        "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    ]
+    assert post(signer.sign(notification(event(message.provider_message_id)))).status_code == 200
+    message.refresh_from_db()
+    assert message.delivery_status == Delivery.DELIVERED
+    # Its own basic-auth challenge, not a redirect to a login page.
+    response = post(signer.sign(notification(event(message.provider_message_id))), auth="")
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"] == CHALLENGE
+
+
 def test_a_signed_subject_is_part_of_the_signature(post, signer, message):
     body = signer.sign(notification(event(message.provider_message_id), Subject="SMS event"))
     assert post(body).status_code == 200

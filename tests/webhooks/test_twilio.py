@@ -123,6 +123,17 @@ def test_a_signed_callback_is_applied(client, message):
     )
 
 
+def test_a_signed_callback_is_applied_under_login_required_middleware(client, message, settings):
+    settings.MIDDLEWARE = [
+        *settings.MIDDLEWARE,
+        "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    ]
+    assert post(client, callback("delivered")).status_code == 200
+    assert Message.objects.get(pk=message.pk).delivery_status == Delivery.DELIVERED
+    # Still refused on its own terms (403), not redirected to a login page.
+    assert post(client, callback("delivered"), signature="forged").status_code == 403
+
+
 @pytest.mark.parametrize(
     "signature",
     ["", "forged", RequestValidator("another-token").compute_signature(URL, callback("sent"))],
