@@ -1,6 +1,7 @@
 """django-two-factor-auth: its SMS tokens go through feedback_app, and a verified token confirms
 the message that carried it (``feedback_app.integrations.two_factor``)."""
 
+import logging
 import re
 
 import pytest
@@ -18,6 +19,7 @@ from feedback_app.integrations.two_factor.gateway import (
 )
 from feedback_app.models import Message
 from feedback_app.providers import locmem
+from feedback_app.providers.base import PermanentError, RetryableError
 from feedback_app.states import Feedback
 from tests.factories import NUMBERS
 
@@ -203,6 +205,77 @@ def test_confirm_device_for_a_hand_written_view_confirms_that_device_only():
     states = dict(Message.objects.values_list("pk", "feedback"))
     assert states[latest.pk] == Feedback.CONFIRMED
     assert states[first.pk] == states[bobs.pk] == Feedback.PENDING
+
+
+# -- a provider that cannot send -------------------------------------------------------------
+
+
+def start_login(client, username: str):
+    """The password step; answers the token step (the code is sent while it renders)."""
+    return client.post(
+        reverse("two_factor:login"),
+        {"login_view-current_step": "auth", "auth-username": username, "auth-password": PASSWORD},
+    )
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        RetryableError("service unavailable", code=503),
+        PermanentError("The 'To' number +12015550123 is not a valid phone number.", code=21211),
+    ],
+    ids=["outage", "refused"],
+)
+def test_a_provider_that_cannot_send_is_logged_and_the_login_page_shows_the_token_step(
+    client, caplog, error
+):
+    make_device("ada")
+    locmem.fail_next(error=error)
+    with caplog.at_level(logging.ERROR, logger="feedback_app"):
+        response = start_login(client, "ada")
+
+    assert response.status_code == 200  # not a 500
+    assert 'name="token-otp_token"' in response.text
+    assert not Message.objects.exists() and not locmem.outbox
+    (record,) = [r for r in caplog.records if r.name.startswith("feedback_app.integrations")]
+    assert record.levelno == logging.ERROR and record.exc_info is None
+    assert f"[{error.code}]" in record.getMessage() and "'locmem'" in record.getMessage()
+    assert "+12015550123" not in caplog.text  # the provider's text, its number masked
+
+    # No code arrived: what the user types gets the token form's usual error.
+    response = client.post(
+        reverse("two_factor:login"),
+        {"login_view-current_step": "token", "token-otp_token": "123456"},
+    )
+    assert response.status_code == 200
+    assert "Invalid token" in response.text
+    assert client.get(reverse("protected")).status_code != 200
+
+
+def test_after_an_outage_logging_in_again_sends_a_code_that_works(
+    client, django_capture_on_commit_callbacks
+):
+    make_device("ada")
+    locmem.fail_next()
+    assert start_login(client, "ada").status_code == 200
+    client.cookies.clear()  # a new login attempt
+    with django_capture_on_commit_callbacks(execute=True):
+        response = log_in(client, "ada")
+    assert response.status_code == 302
+    assert Message.objects.get().feedback == Feedback.CONFIRMED
+
+
+def test_a_backup_token_still_logs_in_when_no_code_could_be_sent(client):
+    device = make_device("ada")
+    StaticDevice.objects.create(user=device.user, name="backup").token_set.create(token="bk01")
+    locmem.fail_next()
+    assert start_login(client, "ada").status_code == 200
+    response = client.post(
+        reverse("two_factor:login"),
+        {"login_view-current_step": "backup", "backup-otp_token": "bk01"},
+    )
+    assert response.status_code == 302
+    assert client.get(reverse("protected")).status_code == 200
 
 
 def test_without_a_provider_the_gateway_refuses_and_sends_nothing(settings):

@@ -5,6 +5,11 @@
 that device in its token step (its ``user_verified`` signal, sent by that request), the device's
 latest message is confirmed. The token itself is stored nowhere.
 
+A provider that cannot send (an outage, a refused number) is logged, not raised: two_factor's
+login view calls the gateway without catching anything, so an exception would be a 500 on the
+login page. The token step shows as usual, the code never arrives, and whatever the user types
+gets the token form's usual error; a backup token or another device still logs them in.
+
 ``user_verified`` is also sent when a "remember this browser" cookie
 (``TWO_FACTOR_REMEMBER_COOKIE_AGE``) skips the token step: nobody typed a code then, so nothing is
 confirmed. The request tells the two apart: only the token step posts a token.
@@ -12,20 +17,24 @@ confirmed. The request tells the two apart: only the token step posts a token.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 from two_factor.views.core import LoginView
 
 from ... import services
 from ...conf import app_settings
 from ...models import Message
+from ...providers.base import ProviderError
 from ...recipients import recipient_hash
 from ...states import Channel
 
 if TYPE_CHECKING:
     from django.http import HttpRequest
     from django_otp.models import Device
+
+logger = logging.getLogger(__name__)
 
 #: The ``Message.metadata`` key holding the django-otp ``persistent_id`` of the device.
 DEVICE_KEY = "otp_device"
@@ -38,22 +47,36 @@ class Gateway:
     another gateway (or unset, which hides the phone-call method).
     """
 
-    def send_sms(self, device: Device, token: str) -> Message:
+    def send_sms(self, device: Device, token: str) -> Message | None:
+        """Send ``token`` to the device's number; the message, or None when it was not sent
+        (logged at ERROR; see the module docstring)."""
         config = app_settings.TWO_FACTOR
         if not config.get("PROVIDER"):
             raise ImproperlyConfigured(
                 "Set FEEDBACK_APP['TWO_FACTOR']['PROVIDER'] to the provider key that sends "
                 "two_factor's text messages."
             )
-        return services.send(
-            provider=config["PROVIDER"],
-            to=device.number.as_e164,
-            body=config["BODY"].format(token=token),
-            purpose=config["PURPOSE"],
-            channel=Channel.SMS,
-            sender=config.get("SENDER"),
-            metadata={DEVICE_KEY: device.persistent_id},
-        )
+        try:
+            return services.send(
+                provider=config["PROVIDER"],
+                to=device.number.as_e164,
+                body=config["BODY"].format(token=token),
+                purpose=config["PURPOSE"],
+                channel=Channel.SMS,
+                sender=config.get("SENDER"),
+                metadata={DEVICE_KEY: device.persistent_id},
+            )
+        except (ProviderError, ValidationError) as exc:
+            # No traceback: error trackers record its frames' locals, the token and number.
+            # A ProviderError's text has its numbers masked; a ValidationError's names none.
+            logger.error(
+                "feedback_app: two_factor's code for device %s was not sent through %r: %s: %s",
+                device.persistent_id,
+                config["PROVIDER"],
+                type(exc).__name__,
+                exc,
+            )
+            return None
 
 
 def latest_message(device: Device) -> Message | None:
