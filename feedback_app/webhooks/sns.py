@@ -213,7 +213,7 @@ def check_basic_auth(request: HttpRequest, expected: str | None) -> None:
     """
     if not expected:
         logger.error("feedback_app: WEBHOOK_BASIC_AUTH is not set; the SNS webhook refuses all")
-        raise WebhookError(403, "WEBHOOK_BASIC_AUTH is not set")
+        raise WebhookError(403, "forbidden", detail="WEBHOOK_BASIC_AUTH is not set")
     scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
     given = b""
     if scheme.lower() == "basic":

@@ -53,7 +53,9 @@ class TwilioWebhookView(WebhookView):
 
         backend = get_provider(provider)
         if not isinstance(backend, TwilioProvider):
-            raise WebhookError(404, f"provider {provider!r} is not a Twilio backend")
+            raise WebhookError(
+                404, "not found", detail=f"provider {provider!r} is not a Twilio backend"
+            )
         signature = request.headers.get(SIGNATURE_HEADER)
         if not signature:
             raise WebhookError(403, f"no {SIGNATURE_HEADER} header")
@@ -62,12 +64,20 @@ class TwilioWebhookView(WebhookView):
             key_id = _setting(signature_settings, "key")
             secret = backend.shared_key(key_id)
             if not secret:
-                raise WebhookError(403, f"SharedKey {key_id!r} is not in WEBHOOK_SHARED_KEYS")
+                raise WebhookError(
+                    403,
+                    f"invalid {SIGNATURE_HEADER}",
+                    detail=f"SharedKey {key_id!r} is not in WEBHOOK_SHARED_KEYS",
+                )
             algorithm = get_signature_algorithm(signature_settings)
         else:
             secret, algorithm = backend.auth_token, HMAC_SHA1
             if not secret:
-                raise WebhookError(403, "no AUTH_TOKEN to check the signature with")
+                raise WebhookError(
+                    403,
+                    f"invalid {SIGNATURE_HEADER}",
+                    detail="no AUTH_TOKEN to check the signature with",
+                )
         # All POST parameters, as received: Twilio signs every one, including ones added later.
         if not RequestValidator(secret).validate(
             public_url(request), request.POST, signature, algorithm=algorithm
