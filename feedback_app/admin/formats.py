@@ -15,7 +15,7 @@ from django.utils.safestring import SafeString
 #: What the admin shows for a missing number (a rate of nothing, a median without confirmations).
 MISSING = "–"
 #: Values up to this long are shown whole.
-SHORT = 32
+SHORT = 24
 _STARS = re.compile(r"\*{4,}")
 
 
