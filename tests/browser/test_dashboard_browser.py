@@ -173,6 +173,11 @@ def test_what_a_newcomer_reads(live_server, admin_page):
     )
     body = page.evaluate("() => getComputedStyle(document.body).color")
     assert colours and set(colours) == {body}
+    line = "() => getComputedStyle(document.querySelector('polyline.fa-rate')).stroke"
+    assert page.evaluate(line) == "rgb(180, 83, 9)"  # dark amber, on white
+    page.emulate_media(color_scheme="dark")
+    assert page.evaluate(line) == "rgb(251, 191, 36)"  # light amber, on the dark theme
+    page.emulate_media(color_scheme="light")
 
     # The time-to-confirm labels do not run together, nor do the day labels.
     for chart in ("#fa-histogram", "#fa-series"):
