@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime
+
 import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.auth.models import Permission
@@ -102,6 +105,32 @@ def test_message_changelist_renders_with_the_filters(admin_client, assorted):
     assert {"provider", "purpose", "country", "feedback", "delivery status"} <= titles
     assert assorted["british"].recipient_masked in response.content.decode()
     assert NUMBERS["GB"] not in response.content.decode()
+
+
+def test_changelist_cells_are_compact_with_the_full_value_in_a_title(admin_client, settings):
+    settings.TIME_ZONE = "UTC"
+    message = make_message(
+        sent_at=datetime(2025, 4, 1, 9, 5, 30, tzinfo=UTC),
+        purpose="password_reset",
+        provider_message_id="SM" + "0123456789abcdef" * 2,
+    )
+    services.fail(message)
+    services.confirm(message)
+    chat = make_message(channel="chat", to="member-0123456789-abcdef")
+    body = admin_client.get(MESSAGES).content.decode()
+    columns = re.findall(r'<th scope="col" class="sortable column-(\w+)', body)
+    watched_first = ["sent", "delivery", "conversion", "recipient", "purpose_label", "route"]
+    assert columns == [*watched_first, "provider_id"]
+    assert '<time datetime="2025-04-01T09:05:30+00:00" title="' in body
+    assert ">01 Apr 09:05</time>" in body
+    assert f'<span title="SM{"0123456789abcdef" * 2}">SM012…cdef</span>' in body
+    assert '<td class="field-conversion">confirmed, late</td>' in body
+    assert "password_<wbr>reset" in body
+    assert "locmem · chat" in body
+    # A long run of stars is written as three; the stored mask stays in the title.
+    assert chat.recipient_masked.count("*") > 3
+    assert f'<span title="{chat.recipient_masked}">***{chat.recipient_masked[-4:]}</span>' in body
+    assert "feedback_app/messages.css" in body
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,8 @@ In the query string an empty value means "any"; ``NONE`` selects the messages wi
 from __future__ import annotations
 
 import csv
+import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -29,7 +31,8 @@ from django.utils.html import conditional_escape
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext_lazy as _
 
-from ..alerts import conversion_alerts
+from ..alerts import Alert, conversion_alerts
+from ..conf import app_settings
 from ..csv_cells import csv_cell
 from ..models import ConversionDashboard
 from ..reports import (
@@ -44,6 +47,7 @@ from ..reports import (
     same_rollup_state,
 )
 from ..states import Channel
+from . import formats
 
 #: Breakdown tables, in page order, each downloadable as CSV.
 TABLES: tuple[str, ...] = ("country", "provider", "purpose", "sender", "channel")
@@ -62,6 +66,8 @@ DIMENSIONS: tuple[str, ...] = ("provider", "purpose", "channel", "country", "sen
 HOURLY_UP_TO = timedelta(days=2)
 #: How a missing value is shown.
 NONE_LABEL = _("(none)")
+#: ``Message.provider``'s length.
+PROVIDER_MAX_LENGTH = 32
 
 
 def dimension_value(value: str | None) -> str | None:
@@ -109,7 +115,7 @@ class DashboardForm(forms.Form):
         label=_("From"), required=False, widget=forms.DateInput({"type": "date"})
     )
     end = forms.DateField(label=_("To"), required=False, widget=forms.DateInput({"type": "date"}))
-    provider = _any(_("Provider"), 32)
+    provider = forms.ChoiceField(label=_("Provider"), required=False)
     purpose = _any(_("Purpose"), 64)
     channel = forms.ChoiceField(
         label=_("Channel"), required=False, choices=[("", _("Any")), *Channel.choices]
@@ -127,6 +133,19 @@ class DashboardForm(forms.Form):
             # A preset ignores the dates: the form must not show dates the page does not use.
             data["start"] = data["end"] = ""
         super().__init__(data)
+        self.add_providers(())
+
+    def add_providers(self, present: Iterable[str]) -> None:
+        """Offer the configured providers, those in ``present`` (the page's data) and the one
+        asked for, if it could be a provider key: a provider removed from the settings still
+        names its old messages."""
+        asked = self.data.get("provider") or ""
+        field = self.fields["provider"]
+        known = {key for key, _label in field.choices if key}
+        names = known | set(app_settings.PROVIDERS) | {key for key in present if key}
+        if 0 < len(asked) <= PROVIDER_MAX_LENGTH:
+            names.add(asked)
+        field.choices = [("", _("Any")), *((name, name) for name in sorted(names))]
 
     def clean_country(self) -> str:
         country = self.cleaned_data["country"]
@@ -185,20 +204,6 @@ def _query(request: HttpRequest, **changes: str | None) -> str:
 # -- charts ------------------------------------------------------------------------------------
 
 
-def _percent(rate: float | None) -> str:
-    return "–" if rate is None else f"{rate * 100:.1f} %"
-
-
-def _seconds(value: float | None) -> str:
-    if value is None:
-        return "–"
-    if value < 120:
-        return f"{value:.0f} s"
-    if value < 7200:
-        return f"{value / 60:.1f} min"
-    return f"{value / 3600:.1f} h"
-
-
 def _html(template: str, *args: Any, **kwargs: Any) -> SafeString:
     """``format_html`` that keeps numbers as numbers, so the template may format them."""
 
@@ -229,6 +234,49 @@ def _svg(
     )  # fmt: skip
 
 
+def ticks(peak: int, intervals: int = 4) -> list[int]:
+    """Round axis values from 0 to at least ``peak``: about ``intervals`` steps of 1, 2 or 5
+    times a power of ten (133 -> 0, 50, 100, 150)."""
+    rough = max(peak, 1) / intervals
+    power = 10 ** math.floor(math.log10(rough))
+    step = next(power * factor for factor in (1, 2, 5, 10) if power * factor >= rough)
+    step = max(1, int(step))
+    return list(range(0, math.ceil(max(peak, 1) / step) * step + 1, step))
+
+
+def _y_axis(values: list[int], x: float, top: float, plot_h: float, x2: float) -> str:
+    """Labels and grid lines of a count axis from 0 (bottom) to ``values[-1]`` (top)."""
+    parts = []
+    for value in values:
+        y = top + plot_h * (1 - value / values[-1])
+        parts.append(_html(
+            '<line class="fa-grid" x1="{:.1f}" y1="{:.1f}" x2="{:.1f}" y2="{:.1f}"/>'
+            '<text class="fa-axis" x="{:.1f}" y="{:.1f}" text-anchor="end">{}</text>',
+            x + 4, y, x2, y, x - 2, y + 4, formats.count(value),
+        ))  # fmt: skip
+    return "".join(parts)
+
+
+def _legend(x: float, y: float, entries: list[tuple[str, str]]) -> str:
+    """A swatch (``bar`` or ``line``) then its text in the body colour, for each entry."""
+    parts = []
+    for kind, text in entries:
+        if kind == "bar":
+            parts.append(_html(
+                '<rect class="fa-bar" x="{:.1f}" y="{:.1f}" width="12" height="10"/>', x, y - 9
+            ))  # fmt: skip
+        else:
+            parts.append(_html(
+                '<line class="fa-rate" x1="{:.1f}" y1="{:.1f}" x2="{:.1f}" y2="{:.1f}"/>',
+                x, y - 4, x + 14, y - 4,
+            ))  # fmt: skip
+        parts.append(
+            _html('<text class="fa-axis fa-legend" x="{:.1f}" y="{}">{}</text>', x + 18, y, text)
+        )
+        x += 18 + 7.2 * len(text) + 24  # about 7.2 units a character at 12 px, then a gap
+    return "".join(parts)
+
+
 def _time_label(key: date | datetime, hourly: bool) -> str:
     if hourly and isinstance(key, datetime):
         return date_format(timezone.localtime(key), "d M H:00")
@@ -240,47 +288,50 @@ def series_chart(rows: list[ReportRow], hourly: bool) -> SafeString:
 
     A picture only (role="img"): the table below it (``series_table``) holds its numbers.
     """
-    width, height, left, right, top, bottom = 900, 250, 60, 56, 14, 44
+    width, height, left, right, top, bottom = 900, 260, 60, 56, 14, 54
     plot_w, plot_h = width - left - right, height - top - bottom
     if not rows:
         return _svg(
             "fa-series", _("Conversion over time"), _("No messages in this range."), width, 60, ""
         )
-    peak = max(row.totals.attempted for row in rows) or 1
+    peak = max(row.totals.attempted for row in rows)
+    scale = ticks(peak)
     step = plot_w / len(rows)
     parts, points = [], []
     label_every = max(1, len(rows) // 8)
     for index, row in enumerate(rows):
         totals = row.totals
         x = left + index * step
-        bar_h = plot_h * totals.attempted / peak
+        bar_h = plot_h * totals.attempted / scale[-1]
         label = _time_label(row.key, hourly)
         parts.append(_html(
             '<rect class="fa-bar" x="{:.1f}" y="{:.1f}" width="{:.1f}" height="{:.1f}">'
-            "<title>{}: {} attempted, {} converted ({})</title></rect>",
+            "<title>{}: {} attempted, {} confirmed ({})</title></rect>",
             x + step * 0.1, top + plot_h - bar_h, step * 0.8, bar_h,
-            label, totals.attempted, totals.confirmed, _percent(totals.conversion_rate),
+            label, formats.count(totals.attempted), formats.count(totals.confirmed),
+            formats.percent(totals.conversion_rate),
         ))  # fmt: skip
         if totals.conversion_rate is not None:
             points.append(f"{x + step / 2:.1f},{top + plot_h * (1 - totals.conversion_rate):.1f}")
         if index % label_every == 0:
             parts.append(_html(
                 '<text class="fa-axis" x="{:.1f}" y="{}" text-anchor="middle">{}</text>',
-                x + step / 2, height - bottom + 17, label,
+                x + step / 2, top + plot_h + 17, label,
             ))  # fmt: skip
-    axes = _html(
-        '<line class="fa-grid" x1="{l}" y1="{b}" x2="{r}" y2="{b}"/>'
-        '<text class="fa-axis" x="{lt}" y="{tt}" text-anchor="end">{peak}</text>'
-        '<text class="fa-axis" x="{lt}" y="{bt}" text-anchor="end">0</text>'
-        '<text class="fa-axis" x="{rt}" y="{tt}">100 %</text>'
-        '<text class="fa-axis" x="{rt}" y="{bt}">0 %</text>'
-        '<text class="fa-axis fa-legend" x="{l}" y="{ly}">{vol}</text>'
-        '<text class="fa-axis fa-legend fa-rate-text" x="{r}" y="{ly}" text-anchor="end">'
-        "{rate}</text>",
-        l=left, r=width - right, b=top + plot_h, lt=left - 6, rt=width - right + 6,
-        tt=top + 10, bt=top + plot_h, ly=height - 4, peak=peak,
-        vol=_("Bars: messages attempted"), rate=_("Line: conversion rate"),
-    )  # fmt: skip
+    rate_axis = "".join(
+        _html(
+            '<text class="fa-axis" x="{}" y="{:.1f}">{} %</text>',
+            width - right + 6,
+            top + plot_h * (1 - share / 100) + 4,
+            share,
+        )
+        for share in (0, 25, 50, 75, 100)
+    )
+    legend = _legend(
+        left,
+        height - 6,
+        [("bar", str(_("messages attempted (left)"))), ("line", str(_("conversion rate (right)")))],
+    )
     line = _html('<polyline class="fa-rate" points="{}"/>', " ".join(points)) if points else ""
     total = sum(row.totals.attempted for row in rows)
     description = _(
@@ -292,10 +343,11 @@ def series_chart(rows: list[ReportRow], hourly: bool) -> SafeString:
         "one": _("hour") if hourly else _("day"),
         "first": _time_label(rows[0].key, hourly),
         "last": _time_label(rows[-1].key, hourly),
-        "total": total,
-        "peak": peak,
+        "total": formats.count(total),
+        "peak": formats.count(peak),
     }
-    body = axes + "".join(parts) + line
+    axes = _y_axis(scale, left, top, plot_h, width - right) + rate_axis
+    body = axes + "".join(parts) + line + legend
     title = _("Volume and conversion rate over time")
     return _svg("fa-series", title, description, width, height, body)
 
@@ -312,24 +364,24 @@ def country_chart(rows: list[ReportRow], request: HttpRequest) -> SafeString:
     if not rows:
         return _svg("fa-countries", _("Countries"), _("No messages in this range."), width, 40, "")
     peak = max(row.totals.attempted for row in rows) or 1
-    plot_w = width - left - 108
+    plot_w = width - left - 118
     parts = []
     for index, row in enumerate(rows):
         totals, y = row.totals, 5 + index * row_h
         name = key_label(row.key)
+        attempted, rate = formats.count(totals.attempted), formats.percent(totals.conversion_rate)
         parts.append(_html(
             '<a href="?{}" class="fa-country" data-country="{}" aria-label="{}">'
             '<text class="fa-axis" x="{}" y="{:.1f}" text-anchor="end">{}</text>'
             '<rect class="fa-bar" x="{}" y="{}" width="{:.1f}" height="{}"></rect>'
             '<text class="fa-axis" x="{:.1f}" y="{:.1f}">{} · {}</text>'
-            "<title>{}: {} attempted, {} converted ({}). Click to filter.</title></a>",
+            "<title>{}: {} attempted, {} confirmed ({}). Click to filter.</title></a>",
             _query(request, country=query_value(row.key)), query_value(row.key),
-            f"{name}: {totals.attempted} attempted, {_percent(totals.conversion_rate)}",
+            f"{name}: {attempted} attempted, {rate}",
             left - 8, y + row_h * 0.65, name,
             left, y + 2, max(1.0, plot_w * totals.attempted / peak), row_h - 6,
-            left + plot_w * totals.attempted / peak + 6, y + row_h * 0.65,
-            totals.attempted, _percent(totals.conversion_rate),
-            name, totals.attempted, totals.confirmed, _percent(totals.conversion_rate),
+            left + plot_w * totals.attempted / peak + 6, y + row_h * 0.65, attempted, rate,
+            name, attempted, formats.count(totals.confirmed), rate,
         ))  # fmt: skip
     description = _(
         "Volume per country, largest first, with the conversion rate; %(count)s countries. "
@@ -347,34 +399,31 @@ def country_chart(rows: list[ReportRow], request: HttpRequest) -> SafeString:
 
 
 def histogram_chart(buckets: list[HistogramBucket]) -> SafeString:
-    """Confirmed messages per time-to-confirm bucket."""
-    width, height, left, bottom, top = 440, 210, 44, 34, 12
-    plot_w, plot_h = width - left - 6, height - top - bottom
-    peak = max((bucket.count for bucket in buckets), default=0) or 1
+    """Confirmed messages per time-to-confirm bucket, the bucket edges under the bars."""
+    width, height, left, bottom, top = 440, 214, 44, 44, 12
+    plot_w, plot_h = width - left - 14, height - top - bottom
+    scale = ticks(max((bucket.count for bucket in buckets), default=0))
     step = plot_w / len(buckets)
     parts = []
     for index, bucket in enumerate(buckets):
-        label = _bucket_label(bucket)
-        bar_h = plot_h * bucket.count / peak
+        bar_h = plot_h * bucket.count / scale[-1]
         x = left + index * step
         parts.append(_html(
             '<rect class="fa-bar" x="{:.1f}" y="{:.1f}" width="{:.1f}" height="{:.1f}"'
             ' data-count="{}"><title>{}: {} confirmed</title></rect>'
+            '<line class="fa-grid" x1="{:.1f}" y1="{}" x2="{:.1f}" y2="{}"/>'
             '<text class="fa-axis" x="{:.1f}" y="{}" text-anchor="middle">{}</text>',
             x + step * 0.1, top + plot_h - bar_h, step * 0.8, bar_h, bucket.count,
-            label, bucket.count, x + step / 2, height - bottom + 17, label,
+            bucket_label(bucket), formats.count(bucket.count),
+            x, top + plot_h, x, top + plot_h + 4,
+            x, top + plot_h + 16, _duration_label(bucket.lower),
         ))  # fmt: skip
-    axes = _html(
-        '<text class="fa-axis" x="{}" y="{}" text-anchor="end">{}</text>'
-        '<text class="fa-axis" x="{}" y="{}" text-anchor="end">0</text>'
-        '<text class="fa-axis fa-legend" x="{}" y="{}">{}</text>',
-        left - 6, top + 10, peak, left - 6, top + plot_h, left, height - 3,
-        _("Bars: messages confirmed, by time to confirm"),
-    )  # fmt: skip
-    description = "; ".join(f"{_bucket_label(b)}: {b.count}" for b in buckets)
-    return _svg(
-        "fa-histogram", _("Time to confirm"), description, width, height, axes + "".join(parts)
+    legend = _legend(left, height - 4, [("bar", str(_("messages confirmed, by time to confirm")))])
+    description = "; ".join(
+        f"{bucket_label(bucket)}: {formats.count(bucket.count)}" for bucket in buckets
     )
+    body = _y_axis(scale, left, top, plot_h, width - 14) + "".join(parts) + legend
+    return _svg("fa-histogram", _("Time to confirm"), description, width, height, body)
 
 
 def _duration_label(seconds: float) -> str:
@@ -384,10 +433,16 @@ def _duration_label(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
-def _bucket_label(bucket: HistogramBucket) -> str:
+def bucket_label(bucket: HistogramBucket) -> str:
+    """[10, 20) -> "10s to 20s"; the first and the open last bucket in words."""
     if bucket.upper is None:
-        return f"≥{_duration_label(bucket.lower)}"
-    return f"<{_duration_label(bucket.upper)}"
+        return _("%(lower)s or more") % {"lower": _duration_label(bucket.lower)}
+    if not bucket.lower:
+        return _("under %(upper)s") % {"upper": _duration_label(bucket.upper)}
+    return _("%(lower)s to %(upper)s") % {
+        "lower": _duration_label(bucket.lower),
+        "upper": _duration_label(bucket.upper),
+    }
 
 
 def _filled(
@@ -424,17 +479,70 @@ class Tile:
     detail: str = ""
 
 
-def _tiles(totals: Totals) -> list[Tile]:
+def attempted_detail(filters: ReportFilters) -> str:
+    """What "Attempted" counts: every message the filters select, whatever its purpose."""
+    if filters.purpose is None:
+        return _("messages sent, every purpose")
+    if filters.purpose == "":
+        return _("messages sent without a purpose")
+    return _("messages sent for “%(purpose)s”") % {"purpose": filters.purpose}
+
+
+#: What each count means, for the tiles' small print and the tables' headings (their title).
+DELIVERED_OK = _("status delivered, sent or unknown")
+CONFIRMED = _("late ones included")
+
+
+def _tiles(totals: Totals, filters: ReportFilters) -> list[Tile]:
     return [
-        Tile(_("Attempted"), f"{totals.attempted:,}", _("OTP messages sent")),
-        Tile(_("Delivered OK"), f"{totals.delivered_ok:,}", _("delivered, sent or unknown")),
-        Tile(_("Confirmed"), f"{totals.confirmed:,}", _("late ones included")),
-        Tile(_("Conversion rate"), _percent(totals.conversion_rate), _("confirmed / attempted")),
-        Tile(_("Delivery rate"), _percent(totals.delivery_rate), _("delivered OK / attempted")),
-        Tile(_("Median time to confirm"), _seconds(totals.median_seconds_to_confirm)),
-        Tile(_("p90 time to confirm"), _seconds(totals.p90_seconds_to_confirm)),
-        Tile(_("Late conversions"), f"{totals.confirmed_late:,}", _("after the deadline")),
-        Tile(_("Expired"), f"{totals.expired:,}", _("never confirmed in time")),
+        Tile(_("Attempted"), formats.count(totals.attempted), attempted_detail(filters)),
+        Tile(_("Delivered OK"), formats.count(totals.delivered_ok), DELIVERED_OK),
+        Tile(_("Confirmed"), formats.count(totals.confirmed), CONFIRMED),
+        Tile(
+            _("Conversion rate"),
+            formats.percent(totals.conversion_rate),
+            _("confirmed / attempted"),
+        ),
+        Tile(
+            _("Delivery rate"), formats.percent(totals.delivery_rate), _("delivered OK / attempted")
+        ),
+        Tile(_("Median time to confirm"), formats.duration(totals.median_seconds_to_confirm)),
+        Tile(_("p90 time to confirm"), formats.duration(totals.p90_seconds_to_confirm)),
+        Tile(_("Late conversions"), formats.count(totals.confirmed_late), _("after the deadline")),
+        Tile(_("Expired"), formats.count(totals.expired), _("never confirmed in time")),
+    ]
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column of the time series table and of the breakdowns: one field of ``Totals``."""
+
+    label: str
+    field: str
+    format: Callable[[Any], str]
+    #: What it counts, shown on hover over the heading.
+    title: str = ""
+
+
+COLUMNS: tuple[Column, ...] = (
+    Column(_("Attempted"), "attempted", formats.count, _("messages sent")),
+    Column(_("Delivered OK"), "delivered_ok", formats.count, DELIVERED_OK),
+    Column(_("Confirmed"), "confirmed", formats.count, CONFIRMED),
+    Column(_("Conversion"), "conversion_rate", formats.percent, _("confirmed / attempted")),
+    Column(_("Delivery"), "delivery_rate", formats.percent, _("delivered OK / attempted")),
+    Column(_("Median"), "median_seconds_to_confirm", formats.duration, _("time to confirm")),
+    Column(_("p90"), "p90_seconds_to_confirm", formats.duration, _("time to confirm")),
+    Column(_("Late"), "confirmed_late", formats.count, _("confirmed after the deadline")),
+    Column(_("Expired"), "expired", formats.count, _("never confirmed in time")),
+)
+
+
+def cells(totals: Totals) -> list[tuple[str, str]]:
+    """Each column's (sort value, text) for one row: the raw number sorts, the text reads."""
+    values = [getattr(totals, column.field) for column in COLUMNS]
+    return [
+        ("" if value is None else str(value), column.format(value))
+        for column, value in zip(COLUMNS, values, strict=True)
     ]
 
 
@@ -448,6 +556,19 @@ def _period(filters: ReportFilters, now: datetime) -> str:
         "start": moment(filters.sent_after) if filters.sent_after else _("the first"),
         "end": moment(filters.sent_before) if filters.sent_before else _("now"),
         "zone": timezone.get_current_timezone_name(),
+    }
+
+
+def _alert(alert: Alert) -> dict[str, Any]:
+    return {
+        "alert": alert,
+        "label": key_label(alert.key),
+        "short": formats.shorten(key_label(alert.key)),
+        "rate": formats.percent(alert.recent_rate),
+        "confirmed": formats.count(alert.recent_confirmed),
+        "attempted": formats.count(alert.recent_attempted),
+        "baseline": formats.percent(alert.baseline_rate),
+        "volume": formats.count(alert.baseline_attempted),
     }
 
 
@@ -510,6 +631,7 @@ class ConversionDashboardAdmin(admin.ModelAdmin):
         series = reports.reports[time_key]
         series_rows = _filled(series.rows, filters, now, hourly)
         tables = {by: reports.reports[by] for by in TABLES}
+        form.add_providers(str(row.key) for row in tables["provider"].rows)
         context = {
             **self.admin_site.each_context(request),
             **(extra_context or {}),
@@ -518,13 +640,18 @@ class ConversionDashboardAdmin(admin.ModelAdmin):
             "form": form,
             "filters": filters,
             "period": _period(filters, now),
-            "tiles": _tiles(series.totals),
+            "tiles": _tiles(series.totals, filters),
             "totals": series.totals,
             "series_chart": series_chart(series_rows, hourly),
             "series_table": {
                 "title": _("Per hour") if hourly else _("Per day"),
                 "rows": [
-                    {"key": row.key, "label": _time_label(row.key, hourly), "totals": row.totals}
+                    {
+                        "key": row.key,
+                        "label": _time_label(row.key, hourly),
+                        "totals": row.totals,
+                        "cells": cells(row.totals),
+                    }
                     for row in series_rows
                 ],
                 "csv": self._csv_url(request, time_key),
@@ -540,8 +667,10 @@ class ConversionDashboardAdmin(admin.ModelAdmin):
                         {
                             "row": row,
                             "label": key_label(row.key),
+                            "short": formats.shorten(key_label(row.key)),
                             "value": query_value(row.key),
                             "query": _query(request, **{by: query_value(row.key)}),
+                            "cells": cells(row.totals),
                         }
                         for row in report.rows
                     ],
@@ -549,9 +678,15 @@ class ConversionDashboardAdmin(admin.ModelAdmin):
                 }
                 for by, report in tables.items()
             ],
-            "alerts": [{"alert": alert, "label": key_label(alert.key)} for alert in alerts],
+            "columns": COLUMNS,
+            "alerts": [_alert(alert) for alert in alerts],
             "active": [
-                (name, key_label(getattr(filters, name)), _query(request, **{name: None}))
+                {
+                    "name": name,
+                    "label": key_label(getattr(filters, name)),
+                    "short": formats.shorten(key_label(getattr(filters, name))),
+                    "query": _query(request, **{name: None}),
+                }
                 for name in DIMENSIONS
                 if getattr(filters, name) is not None
             ],

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import re
+
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils import timezone
+from django.utils.formats import date_format
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from .. import outbox, services
 from ..models import Message, MessageEvent, ProviderCall
 from ..states import Source
+from . import formats
 
 
 def _retry(model_admin: admin.ModelAdmin, request: HttpRequest, calls: QuerySet) -> None:
@@ -75,17 +82,16 @@ class ProviderCallInline(ReadOnlyInline):
 
 @admin.register(Message)
 class MessageAdmin(ReadOnlyAdmin):
+    # What people watch first (when, to whom, did it arrive, was it used), then what it went
+    # through; compact cells, so the table fits at 1400 px beside the filters.
     list_display = [
-        "sent_at",
-        "provider",
-        "purpose",
-        "channel",
-        "recipient_masked",
-        "country",
-        "delivery_status",
-        "feedback",
-        "confirmed_late",
-        "provider_message_id",
+        "sent",
+        "delivery",
+        "conversion",
+        "recipient",
+        "purpose_label",
+        "route",
+        "provider_id",
     ]
     list_filter = [
         "provider",
@@ -105,6 +111,54 @@ class MessageAdmin(ReadOnlyAdmin):
     inlines = [MessageEventInline, ProviderCallInline]
     actions = ["confirm_selected", "fail_selected", "retry_calls"]
     readonly_fields = [f.name for f in Message._meta.fields]
+
+    class Media:
+        css = {"all": ["feedback_app/messages.css"]}
+
+    @admin.display(description=_("sent"), ordering="sent_at")
+    def sent(self, message: Message) -> SafeString:
+        local = timezone.localtime(message.sent_at)
+        return format_html(
+            '<time datetime="{}" title="{}">{}</time>',
+            message.sent_at.isoformat(),
+            date_format(local, "DATETIME_FORMAT"),
+            date_format(local, "d M H:i"),
+        )
+
+    @admin.display(description=_("delivery"), ordering="delivery_status")
+    def delivery(self, message: Message) -> str:
+        return message.get_delivery_status_display()
+
+    @admin.display(description=_("feedback"), ordering="feedback")
+    def conversion(self, message: Message) -> str:
+        if message.confirmed_late:
+            return _("%(feedback)s, late") % {"feedback": message.get_feedback_display()}
+        return message.get_feedback_display()
+
+    @admin.display(description=_("recipient"), ordering="recipient_masked")
+    def recipient(self, message: Message) -> SafeString:
+        """The masked recipient (long runs of ``*`` shortened) and its country."""
+        short = formats.masked(message.recipient_masked)
+        return format_html(
+            '<span title="{}">{}</span> <span class="fa-country">{}</span>',
+            message.recipient_masked,
+            short,
+            message.country,
+        )
+
+    @admin.display(description=_("purpose"), ordering="purpose")
+    def purpose_label(self, message: Message) -> SafeString:
+        # A long slug may break after "_" or "-" when the table would not fit otherwise.
+        parts = re.split(r"(?<=[_-])", message.purpose)
+        return format_html_join(SafeString("<wbr>"), "{}", ((part,) for part in parts))
+
+    @admin.display(description=_("provider"), ordering="provider")
+    def route(self, message: Message) -> str:
+        return f"{message.provider} · {message.get_channel_display()}"
+
+    @admin.display(description=_("provider id"), ordering="provider_message_id")
+    def provider_id(self, message: Message) -> SafeString:
+        return formats.short_with_title(message.provider_message_id, limit=10)
 
     def has_confirm_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("feedback_app.confirm_message")

@@ -184,7 +184,11 @@ def test_the_histogram_shows_the_known_counts(report_client, history):
     assert counts == [0, 0, 2, 1, 3, 0, 0, 1, 0, 0, 1]
     chart = str(response.context["histogram_chart"])
     assert re.findall(r'data-count="(\d+)"', chart) == [str(count) for count in counts]
-    assert "&lt;20s: 2 confirmed" in chart and "≥1h: 1 confirmed" in chart
+    assert "10s to 20s: 2 confirmed" in chart and "1h or more: 1 confirmed" in chart
+    assert "under 5s: 0 confirmed" in chart
+    # Under the bars, the bucket edges: one short label each, so they never run together.
+    edges = re.findall(r'text-anchor="middle">([^<]+)</text>', chart)
+    assert edges == ["0s", "5s", "10s", "20s", "30s", "1m", "2m", "5m", "10m", "30m", "1h"]
 
 
 def test_the_time_series_has_a_table_and_a_csv(report_client, history):
@@ -477,7 +481,7 @@ def test_none_selects_the_messages_without_a_country_or_a_sender(report_client, 
     chat = report_client.get(f"{reverse(DASHBOARD)}?{blank['query']}")
     assert chat.context["filters"].country == ""
     assert tiles(chat)["Attempted"] == "1" and tiles(chat)["Confirmed"] == "1"
-    assert [(name, label) for name, label, _query in chat.context["active"]] == [
+    assert [(chip["name"], chip["label"]) for chip in chat.context["active"]] == [
         ("country", "(none)")
     ]
     # The form keeps the value, so "Apply" keeps the filter.
@@ -601,8 +605,73 @@ def test_alerts_show_on_the_page_with_their_numbers(report_client, clock, settin
     ]
     for _dimension, _key, text in shown:
         assert " ".join(text.split()).endswith(
-            "conversion 0.167 (2 of 12) against 0.750 over the 30 days before (20 messages)"
+            "conversion 16.7 % (2 of 12) against 75.0 % over the 30 days before (20 messages)"
         )
     # Filtered to another country, the alerts follow the filters.
     body = report_client.get(reverse(DASHBOARD), {"country": "BR"}).content.decode()
     assert 'class="fa-alerts"' not in body
+
+
+def test_the_tables_write_numbers_as_the_tiles_do(report_client, history):
+    body = report_client.get(reverse(DASHBOARD), RANGE).content.decode()
+    us = re.search(r'<tr>\s*<th scope="row" data-value="US">.*?</tr>', body, re.S)[0]
+    cells = re.findall(r'<td data-value="([^"]*)">([^<]*)</td>', us)
+    # Attempted, delivered OK, confirmed, conversion, delivery, median, p90, late, expired.
+    assert [text for _value, text in cells] == [
+        "10",
+        "8",
+        "5",
+        "50.0 %",
+        "80.0 %",
+        "33 s",  # BY_COUNTRY: 32.7 s
+        "43 s",  # 42.9 s
+        "0",
+        "5",
+    ]
+    assert cells[3][0] == "0.5"  # the tables sort by the number, not its text
+    assert 'title="status delivered, sent or unknown"' in body
+    assert "conversion 0." not in body and "floatformat" not in body
+
+
+def test_the_provider_filter_offers_the_configured_providers_and_those_in_the_data(
+    report_client, history, settings
+):
+    make_message(provider="silent", sent_at=START + timedelta(hours=1))
+    settings.FEEDBACK_APP = {
+        **settings.FEEDBACK_APP,
+        "PROVIDERS": {**settings.FEEDBACK_APP["PROVIDERS"], "twilio": {}},
+    }
+    page = report_client.get(reverse(DASHBOARD), RANGE)
+    choices = page.context["form"].fields["provider"].choices
+    assert choices == [
+        ("", "Any"),
+        ("locmem", "locmem"),
+        ("silent", "silent"),
+        ("twilio", "twilio"),
+    ]
+    assert '<select name="provider" id="id_provider">' in page.content.decode()
+
+    # A provider no longer configured still names its old messages.
+    settings.FEEDBACK_APP = {**settings.FEEDBACK_APP, "PROVIDERS": {}}
+    old = report_client.get(reverse(DASHBOARD), {**RANGE, "provider": "silent"})
+    assert old.context["form"].errors == {}
+    assert tiles(old)["Attempted"] == "1"
+    assert ("silent", "silent") in old.context["form"].fields["provider"].choices
+    too_long = report_client.get(reverse(DASHBOARD), {**RANGE, "provider": "x" * 33})
+    assert "provider" in too_long.context["form"].errors
+    assert too_long.context["filters"].provider is None
+
+
+def test_long_arns_are_shortened_with_the_full_value_in_a_title(report_client, history):
+    arn = (
+        "arn:aws:chime:us-east-1:111122223333:app-instance/5e1f7c2a-9d3b-4a8e-b6c1-0f2d4e6a8b9c"
+        "/bot/verify-bot"
+    )
+    make_message(channel="chat", to="member-7", sender=arn, sent_at=START + timedelta(hours=2))
+    page = report_client.get(reverse(DASHBOARD), RANGE)
+    body = page.content.decode()
+    assert f'title="{arn}">…/bot/verify-bot</a>' in body
+    assert f'<th scope="row" data-value="{arn}">' in body  # sorting uses the full value
+    filtered = report_client.get(reverse(DASHBOARD), {**RANGE, "sender": arn})
+    assert tiles(filtered)["Attempted"] == "1"
+    assert "sender: …/bot/verify-bot ×" in filtered.content.decode()
