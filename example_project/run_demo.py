@@ -1,6 +1,12 @@
 """Run the demo's processes together: the provider fakes (optional), a django-q2 cluster and the
 development server. Ctrl-C (or one of them exiting) stops them all. Used by ``make demo``.
 
+The processes run with ``DEBUG`` on unless the environment says otherwise (the development
+server then serves the admin's static files, and the aws_sms webhook trusts the fakes' SNS
+certificate), and, with the fakes, with ``FEEDBACK_FAKES_URL`` and ``FEEDBACK_PUBLIC_URL`` for
+the chosen ports, so every status callback reaches this server. The demo prints a shell command
+that sends a message through the Twilio fake with the same two settings.
+
 Exit status: 0 after Ctrl-C; when a process exits on its own (the port is in use, the database
 is not migrated), its name on stderr and its exit status (1 if it exited with 0).
 """
@@ -10,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -18,6 +25,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 MANAGE = str(Path(__file__).resolve().parent.parent / "manage.py")
+
+#: The snippet's recipient: a number the Twilio fake always delivers (demo_fakes.py).
+SNIPPET_TO = "+14155550123"
 
 #: Seconds between looks at the processes.
 POLL_INTERVAL = 0.5
@@ -31,13 +41,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-fakes", action="store_true", help="only the locmem provider")
     args = parser.parse_args(argv)
 
-    env = dict(os.environ)
+    env = {"DEBUG": "1", **os.environ}
     commands = []
     if not args.no_fakes:
-        env["FEEDBACK_FAKES_URL"] = f"http://127.0.0.1:{args.fakes_port}"
-        env["FEEDBACK_PUBLIC_URL"] = f"http://{args.host}:{args.port}"
+        env.update(fakes_env(args.host, args.port, args.fakes_port))
         commands.append(["feedback_fakes", "--port", str(args.fakes_port)])
-    commands += [["qcluster"], ["runserver", "--noreload", f"{args.host}:{args.port}"]]
+    runserver = ["runserver", "--noreload", f"{args.host}:{args.port}"]
+    if env["DEBUG"] != "1":
+        runserver.append("--insecure")  # still serve the admin's static files
+    commands += [["qcluster"], runserver]
 
     # Each in a session of its own: Ctrl-C reaches only this supervisor, which stops each
     # process through its main pid. A django-q2 cluster whose workers get the signal too
@@ -51,10 +63,51 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Admin: http://{args.host}:{args.port}/admin/  (Ctrl-C stops everything)", flush=True)
     if not args.no_fakes:
         print(
-            f"twilio, aws_sms and chime talk to the fakes on {env['FEEDBACK_FAKES_URL']}",
+            f"twilio, aws_sms and chime talk to the fakes on {env['FEEDBACK_FAKES_URL']}. "
+            "Try it (in another terminal, from this directory):\n"
+            f"{snippet(env)}",
             flush=True,
         )
     return supervise(processes)
+
+
+def fakes_env(host: str, port: int, fakes_port: int) -> dict[str, str]:
+    """The settings that point the backends at the fakes and the fakes' callbacks at
+    runserver (on 127.0.0.1 when it listens on every address)."""
+    public_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104
+    if ":" in public_host:
+        public_host = f"[{public_host}]"  # an IPv6 address in a URL
+    return {
+        "FEEDBACK_FAKES_URL": f"http://127.0.0.1:{fakes_port}",
+        "FEEDBACK_PUBLIC_URL": f"http://{public_host}:{port}",
+    }
+
+
+def snippet(env: dict[str, str]) -> str:
+    """A shell command that sends a text message through the Twilio fake and confirms it, with
+    the demo's settings: it turns ``delivered`` within seconds and its report ``succeeded``.
+    The database settings are the caller's own environment, as they were for the demo."""
+    code = (
+        "import feedback_app; "
+        f'm = feedback_app.send(provider="twilio", to="{SNIPPET_TO}", body="Your code is 123456"); '
+        "feedback_app.confirm(m)"
+    )
+    words = [
+        *(f"{name}={env[name]}" for name in ("FEEDBACK_FAKES_URL", "FEEDBACK_PUBLIC_URL")),
+        _relative(sys.executable),
+        _relative(MANAGE),
+        "shell",
+        "-c",
+    ]
+    return f"  {shlex.join(words)} \\\n    {shlex.quote(code)}"
+
+
+def _relative(path: str) -> str:
+    """``path`` relative to the working directory when it lies below it, as a user types it."""
+    try:
+        return str(Path(path).relative_to(Path.cwd()))
+    except ValueError:
+        return path
 
 
 def _interrupt(signum: int, frame: object) -> None:
