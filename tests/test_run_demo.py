@@ -255,6 +255,16 @@ def test_the_snippet_sends_to_a_number_the_twilio_fake_always_delivers():
     assert not CarrierTwilioFake().unreachable(run_demo.SNIPPET_TO)
 
 
+def test_the_readme_shows_the_snippet_the_demo_prints_for_the_default_ports(monkeypatch):
+    monkeypatch.chdir(REPOSITORY)  # where `make demo` runs
+    printed = run_demo.snippet(run_demo.fakes_env("127.0.0.1", 8000, 8765))
+    python = run_demo._relative(sys.executable)
+    assert (
+        printed.replace(f" {python} ", " .venv/bin/python ")
+        in (REPOSITORY / "README.md").read_text()
+    )
+
+
 def _free_ports(count: int) -> list[int]:
     with contextlib.ExitStack() as stack:
         sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
