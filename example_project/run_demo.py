@@ -18,10 +18,11 @@ import contextlib
 import os
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 MANAGE = str(Path(__file__).resolve().parent.parent / "manage.py")
@@ -60,27 +61,44 @@ def main(argv: list[str] | None = None) -> int:
         )
         for command in commands
     }
-    print(f"Admin: http://{args.host}:{args.port}/admin/  (Ctrl-C stops everything)", flush=True)
-    if not args.no_fakes:
-        print(
-            f"twilio, aws_sms and chime talk to the fakes on {env['FEEDBACK_FAKES_URL']}. "
-            "Try it (in another terminal, from this directory):\n"
-            f"{snippet(env)}",
-            flush=True,
-        )
-    return supervise(processes)
+    host = _reachable(args.host)
+
+    def announce() -> None:
+        print(f"Admin: http://{args.host}:{args.port}/admin/  (Ctrl-C stops everything)")
+        if not args.no_fakes:
+            print(
+                f"twilio, aws_sms and chime talk to the fakes on {env['FEEDBACK_FAKES_URL']}. "
+                f"Try it (in another terminal, from this directory):\n{snippet(env)}"
+            )
+        sys.stdout.flush()
+
+    ports = [args.port] if args.no_fakes else [args.port, args.fakes_port]
+    return supervise(processes, announce, [(host, port) for port in ports])
 
 
 def fakes_env(host: str, port: int, fakes_port: int) -> dict[str, str]:
     """The settings that point the backends at the fakes and the fakes' callbacks at
     runserver (on 127.0.0.1 when it listens on every address)."""
-    public_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104
+    public_host = _reachable(host)
     if ":" in public_host:
         public_host = f"[{public_host}]"  # an IPv6 address in a URL
     return {
         "FEEDBACK_FAKES_URL": f"http://127.0.0.1:{fakes_port}",
         "FEEDBACK_PUBLIC_URL": f"http://{public_host}:{port}",
     }
+
+
+def _reachable(host: str) -> str:
+    """The address to reach a server listening on ``host`` from this machine."""
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104
+
+
+def _listening(address: tuple[str, int]) -> bool:
+    try:
+        socket.create_connection(address, timeout=POLL_INTERVAL).close()
+    except OSError:
+        return False
+    return True
 
 
 def snippet(env: dict[str, str]) -> str:
@@ -114,8 +132,14 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def supervise(processes: dict[str, subprocess.Popen]) -> int:
-    """Wait until Ctrl-C or until one process exits, then stop the others.
+def supervise(
+    processes: dict[str, subprocess.Popen],
+    announce: Callable[[], None] | None = None,
+    addresses: Iterable[tuple[str, int]] = (),
+) -> int:
+    """Wait until Ctrl-C or until one process exits, then stop the others; ``announce()`` once
+    every address accepts connections (the servers are up: what it prints comes after their
+    start-up banners).
 
     Returns 0 after Ctrl-C; otherwise the exit status of the process that ended (1 if that was
     0: the demo stopped without being asked to; 128 + N if signal N killed it), after naming it
@@ -127,8 +151,12 @@ def supervise(processes: dict[str, subprocess.Popen]) -> int:
     previous = {
         signum: signal.signal(signum, _interrupt) for signum in (signal.SIGTERM, signal.SIGHUP)
     }
+    addresses = list(addresses)
     try:
         while True:
+            if announce is not None and all(map(_listening, addresses)):
+                announce()
+                announce = None
             ended = [(name, p.poll()) for name, p in processes.items() if p.poll() is not None]
             if ended:
                 name, code = ended[0]

@@ -24,10 +24,11 @@ from feedback_app.testing.demo_fakes import CarrierTwilioFake
 
 REPOSITORY = Path(run_demo.MANAGE).parent
 
-#: Stands in for manage.py: each command prints its name, then behaves as FAKE_BEHAVIOUR says.
+#: Stands in for manage.py: each command prints its name and the demo's settings, then behaves as
+#: FAKE_<COMMAND> says; "run" listens on the port it was given, as the servers do.
 FAKE_MANAGE = textwrap.dedent(
     """
-    import os, sys, time
+    import os, socket, sys, time
     command = sys.argv[1]
     behaviour = os.environ.get("FAKE_" + command.upper(), "run")
     settings = ("DEBUG", "FEEDBACK_FAKES_URL", "FEEDBACK_PUBLIC_URL")
@@ -39,9 +40,32 @@ FAKE_MANAGE = textwrap.dedent(
         sys.exit(0)
     if behaviour == "crash":
         sys.exit(3)
+    if behaviour == "crash-in-2s":
+        time.sleep(2)
+        sys.exit(3)
+    if command == "runserver":
+        port = sys.argv[-1].rsplit(":", 1)[1]
+    elif command == "feedback_fakes":
+        port = sys.argv[sys.argv.index("--port") + 1]
+    else:
+        port = None
+    server = socket.socket()
+    try:
+        server.bind(("127.0.0.1", int(port)))
+        server.listen()
+    except (TypeError, OSError):  # no port, or a default port in use here: not listening
+        pass
     time.sleep(60)
     """
 )
+
+
+def _free_ports(count: int) -> list[int]:
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
 
 
 @pytest.fixture
@@ -196,24 +220,36 @@ def test_stopping_the_demo_stops_the_real_cluster_and_its_workers(tmp_path, stop
 def test_the_processes_run_with_debug_and_the_urls_of_the_chosen_ports(
     fake_manage, monkeypatch, capfd
 ):
+    """Once both servers listen (here after their "started" lines), the demo prints the admin
+    URL and the snippet with the chosen ports."""
     monkeypatch.delenv("DEBUG", raising=False)
-    monkeypatch.setenv("FAKE_QCLUSTER", "crash")  # ends the demo once all have started
-    run_demo.main(["--port", "8101", "--fakes-port", "8866"])
+    monkeypatch.setenv("FAKE_QCLUSTER", "crash-in-2s")  # ends the demo
+    port, fakes_port = _free_ports(2)
+    run_demo.main(["--port", str(port), "--fakes-port", str(fakes_port)])
     out = capfd.readouterr().out
+    fakes_url, public_url = f"http://127.0.0.1:{fakes_port}", f"http://127.0.0.1:{port}"
     for command in ("feedback_fakes", "runserver"):
-        assert f"started {command} 1 http://127.0.0.1:8866 http://127.0.0.1:8101" in out
-    assert (
-        "  FEEDBACK_FAKES_URL=http://127.0.0.1:8866 FEEDBACK_PUBLIC_URL=http://127.0.0.1:8101 "
-        in out
-    )
+        assert f"started {command} 1 {fakes_url} {public_url}" in out
+    announced = out.index(f"Admin: {public_url}/admin/")
+    assert announced > max(out.index("started runserver"), out.index("started feedback_fakes"))
+    assert f"  FEEDBACK_FAKES_URL={fakes_url} FEEDBACK_PUBLIC_URL={public_url} " in out[announced:]
+
+
+def test_nothing_is_announced_while_a_server_does_not_listen(fake_manage, monkeypatch, capfd):
+    monkeypatch.setenv("FAKE_FEEDBACK_FAKES", "crash-in-2s")  # started, but never listening
+    port, fakes_port = _free_ports(2)
+    assert run_demo.main(["--port", str(port), "--fakes-port", str(fakes_port)]) == 3
+    assert "Admin:" not in capfd.readouterr().out
 
 
 def test_without_the_fakes_no_fake_url_is_set(fake_manage, monkeypatch, capfd):
     monkeypatch.delenv("DEBUG", raising=False)
-    monkeypatch.setenv("FAKE_QCLUSTER", "crash")
-    run_demo.main(["--no-fakes", "--port", "8101"])
+    monkeypatch.setenv("FAKE_QCLUSTER", "crash-in-2s")
+    (port,) = _free_ports(1)
+    run_demo.main(["--no-fakes", "--port", str(port)])
     out = capfd.readouterr().out
     assert "started runserver 1 None None" in out
+    assert f"Admin: http://127.0.0.1:{port}/admin/" in out
     assert "FEEDBACK_FAKES_URL" not in out
 
 
@@ -263,14 +299,6 @@ def test_the_readme_shows_the_snippet_the_demo_prints_for_the_default_ports(monk
         printed.replace(f" {python} ", " .venv/bin/python ")
         in (REPOSITORY / "README.md").read_text()
     )
-
-
-def _free_ports(count: int) -> list[int]:
-    with contextlib.ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
 
 
 def _listening(port: int) -> bool:
