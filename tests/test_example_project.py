@@ -132,16 +132,50 @@ def test_without_debug_the_locmem_outbox_does_not_exist_even_for_staff(client, c
     assert "493817" not in page.text
 
 
-@pytest.mark.parametrize(("value", "debug"), [(None, False), ("0", False), ("1", True)])
-def test_debug_is_off_unless_asked_for(value, debug):
-    env = {key: val for key, val in os.environ.items() if key != "DEBUG"}
-    if value is not None:
-        env["DEBUG"] = value
+def _example_settings(code: str, **environ: str) -> str:
+    """Output of ``code`` run against example_project.settings in a fresh interpreter, with
+    ``environ`` (and no DEBUG or FEEDBACK_FAKES_URL) as the environment."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "FEEDBACK_FAKES_URL")}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
     shown = subprocess.run(  # noqa: S603 - this interpreter, this repository's settings
-        [sys.executable, "-c", "from example_project import settings; print(settings.DEBUG)"],
-        env=env,
+        [sys.executable, "-c", code],
+        env={**env, **environ},
         capture_output=True,
         text=True,
         check=True,
     )
-    assert shown.stdout.strip() == str(debug)
+    return shown.stdout.strip()
+
+
+@pytest.mark.parametrize(
+    ("environ", "debug"), [({}, False), ({"DEBUG": "0"}, False), ({"DEBUG": "1"}, True)]
+)
+def test_debug_is_off_unless_asked_for(environ, debug):
+    code = "from example_project import settings; print(settings.DEBUG)"
+    assert _example_settings(code, **environ) == str(debug)
+
+
+FAKES = "http://127.0.0.1:8866"
+CERTIFICATES = (
+    "from example_project import settings; "
+    "print(settings.FEEDBACK_APP['PROVIDERS']['aws_sms']['SNS_DEV_CERTIFICATE_URLS'])"
+)
+
+
+def test_with_the_fakes_and_debug_the_aws_webhook_trusts_the_fakes_certificate():
+    """What `make demo` runs with: the SNS notifications of the fakes are accepted."""
+    shown = _example_settings(CERTIFICATES, DEBUG="1", FEEDBACK_FAKES_URL=FAKES)
+    assert shown == f"['{FAKES}/sns/']"
+
+
+def test_with_the_fakes_and_without_debug_the_project_still_passes_its_checks():
+    """No development certificate without DEBUG, which feedback_app.E105 would refuse."""
+    assert _example_settings(CERTIFICATES, FEEDBACK_FAKES_URL=FAKES) == "[]"
+    check = (
+        "from django.core.management import execute_from_command_line; "
+        "execute_from_command_line(['manage.py', 'check'])"
+    )
+    # Exits 1 (check=True raises) on any error.
+    _example_settings(
+        check, DJANGO_SETTINGS_MODULE="example_project.settings", FEEDBACK_FAKES_URL=FAKES
+    )
