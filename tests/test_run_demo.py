@@ -228,7 +228,8 @@ def test_the_processes_run_with_debug_and_the_urls_of_the_chosen_ports(
     run_demo.main(["--port", str(port), "--fakes-port", str(fakes_port)])
     out = capfd.readouterr().out
     fakes_url, public_url = f"http://127.0.0.1:{fakes_port}", f"http://127.0.0.1:{port}"
-    for command in ("feedback_fakes", "runserver"):
+    # Sends from the admin or the API (runserver, the cluster) get callbacks on the chosen port.
+    for command in ("feedback_fakes", "qcluster", "runserver"):
         assert f"started {command} 1 {fakes_url} {public_url}" in out
     announced = out.index(f"Admin: {public_url}/admin/")
     assert announced > max(out.index("started runserver"), out.index("started feedback_fakes"))
