@@ -30,7 +30,9 @@ test: $(VENV)/.installed
 
 # Migrate, seed 30 days of history once, then serve the admin, run a django-q2 cluster and
 # (FAKES=1, the default) the local provider fakes that the real twilio/aws_sms/chime backends
-# talk to, until Ctrl-C stops them all. FAKES=0 keeps only the locmem provider.
+# talk to, until Ctrl-C stops them all. FAKES=0 keeps only the locmem provider. The processes run
+# with DEBUG=1 (unless DEBUG is set) and the fakes' URLs for PORT and FAKES_PORT; the demo prints
+# a command that sends a message through the Twilio fake with those URLs.
 FAKES ?= 1
 FAKES_PORT ?= 8765
 demo: $(VENV)/.installed

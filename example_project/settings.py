@@ -9,7 +9,8 @@ import dj_database_url
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 SECRET_KEY = os.environ.get("SECRET_KEY", "example-project-insecure-key-change-me")  # noqa: S105
-DEBUG = os.environ.get("DEBUG", "1") == "1"
+# Off unless asked for (DEBUG=1): `make demo` turns it on for its own processes.
+DEBUG = os.environ.get("DEBUG", "") == "1"
 ALLOWED_HOSTS = os.environ.get("ALLOWED_HOSTS", "127.0.0.1,localhost").split(",")
 
 INSTALLED_APPS = [
@@ -52,7 +53,8 @@ WSGI_APPLICATION = "example_project.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        # The two-factor login pages in the admin's look (templates/two_factor/).
+        "DIRS": [BASE_DIR / "example_project" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -183,8 +185,9 @@ if FAKES_URL:
                 "WEBHOOK_BASIC_AUTH": "sns:demo-webhook-password",
                 "SNS_TOPIC_ARNS": ["arn:aws:sns:us-east-1:111122223333:demo-sms-events"],
                 # The fakes sign their SNS notifications with a certificate they serve here;
-                # honoured with DEBUG only (a system check refuses it otherwise).
-                "SNS_DEV_CERTIFICATE_URLS": [FAKES_URL.rstrip("/") + "/sns/"],
+                # honoured with DEBUG only (a system check refuses it otherwise, so without
+                # DEBUG the webhook refuses the fakes' notifications).
+                "SNS_DEV_CERTIFICATE_URLS": [FAKES_URL.rstrip("/") + "/sns/"] if DEBUG else [],
             },
             "chime": {
                 **_aws_fake,

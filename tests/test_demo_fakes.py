@@ -87,6 +87,19 @@ def test_twilio_send_callback_confirm_and_report_through_the_sdk(fakes):
     assert fakes.twilio.feedback[sid] == ["confirmed"]
 
 
+def test_whether_twilio_delivers_depends_on_the_number_alone(fakes):
+    """The same number always ends the same way (the README's is delivered), so neither the demo
+    nor a test that sends to a reachable number sees a random undelivered message."""
+    fakes.twilio.undelivered_rate = 0.1
+    assert fakes.twilio.unreachable("+14155550125") and not fakes.twilio.unreachable("+14155550123")
+    assert 50 < sum(fakes.twilio.unreachable(f"+1415555{n:04}") for n in range(1000)) < 150
+    off = services.send(provider="twilio", to="+14155550125", body="Your code is 482913")
+    on = services.send(provider="twilio", to="+14155550123", body="Your code is 482913")
+    wait_for(lambda: Message.objects.get(pk=off.pk).delivery_status == Delivery.UNDELIVERED)
+    wait_for(lambda: Message.objects.get(pk=on.pk).delivery_status == Delivery.DELIVERED)
+    assert fakes.twilio.messages[off.provider_message_id].error_code == 30003
+
+
 def test_aws_sms_send_is_delivered_through_signed_sns_notifications_and_reports_received(fakes):
     message = services.send(provider="aws_sms", to=NUMBERS["GB"], body="Your code is 1234")
 

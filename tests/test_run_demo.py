@@ -1,12 +1,15 @@
 """example_project/run_demo.py: when one of the demo's processes dies (the port is in use, the
 database is not migrated), the others are stopped, the dead one is named and the exit status is
-not 0; Ctrl-C stops everything with 0."""
+not 0; Ctrl-C stops everything with 0. The snippet it prints, run as a user would on ports other
+than the defaults, ends in a delivered message whose report succeeded."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -17,14 +20,19 @@ from types import SimpleNamespace
 import pytest
 
 from example_project import run_demo
+from feedback_app.testing.demo_fakes import CarrierTwilioFake
 
-#: Stands in for manage.py: each command prints its name, then behaves as FAKE_BEHAVIOUR says.
+REPOSITORY = Path(run_demo.MANAGE).parent
+
+#: Stands in for manage.py: each command prints its name and the demo's settings, then behaves as
+#: FAKE_<COMMAND> says; "run" listens on the port it was given, as the servers do.
 FAKE_MANAGE = textwrap.dedent(
     """
-    import os, sys, time
+    import os, socket, sys, time
     command = sys.argv[1]
     behaviour = os.environ.get("FAKE_" + command.upper(), "run")
-    print("started", command, flush=True)
+    settings = ("DEBUG", "FEEDBACK_FAKES_URL", "FEEDBACK_PUBLIC_URL")
+    print("started", command, *(os.environ.get(name) for name in settings), flush=True)
     if behaviour == "port-in-use":
         print("Error: That port is already in use.", file=sys.stderr, flush=True)
         sys.exit(1)
@@ -32,9 +40,32 @@ FAKE_MANAGE = textwrap.dedent(
         sys.exit(0)
     if behaviour == "crash":
         sys.exit(3)
+    if behaviour == "crash-in-2s":
+        time.sleep(2)
+        sys.exit(3)
+    if command == "runserver":
+        port = sys.argv[-1].rsplit(":", 1)[1]
+    elif command == "feedback_fakes":
+        port = sys.argv[sys.argv.index("--port") + 1]
+    else:
+        port = None
+    server = socket.socket()
+    try:
+        server.bind(("127.0.0.1", int(port)))
+        server.listen()
+    except (TypeError, OSError):  # no port, or a default port in use here: not listening
+        pass
     time.sleep(60)
     """
 )
+
+
+def _free_ports(count: int) -> list[int]:
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
 
 
 @pytest.fixture
@@ -184,3 +215,175 @@ def test_stopping_the_demo_stops_the_real_cluster_and_its_workers(tmp_path, stop
     finally:
         for pid in _processes_with(str(database)):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_the_processes_run_with_debug_and_the_urls_of_the_chosen_ports(
+    fake_manage, monkeypatch, capfd
+):
+    """Once both servers listen (here after their "started" lines), the demo prints the admin
+    URL and the snippet with the chosen ports."""
+    monkeypatch.delenv("DEBUG", raising=False)
+    monkeypatch.setenv("FAKE_QCLUSTER", "crash-in-2s")  # ends the demo
+    port, fakes_port = _free_ports(2)
+    run_demo.main(["--port", str(port), "--fakes-port", str(fakes_port)])
+    out = capfd.readouterr().out
+    fakes_url, public_url = f"http://127.0.0.1:{fakes_port}", f"http://127.0.0.1:{port}"
+    # Sends from the admin or the API (runserver, the cluster) get callbacks on the chosen port.
+    for command in ("feedback_fakes", "qcluster", "runserver"):
+        assert f"started {command} 1 {fakes_url} {public_url}" in out
+    announced = out.index(f"Admin: {public_url}/admin/")
+    assert announced > max(out.index("started runserver"), out.index("started feedback_fakes"))
+    assert f"  FEEDBACK_FAKES_URL={fakes_url} FEEDBACK_PUBLIC_URL={public_url} " in out[announced:]
+
+
+def test_nothing_is_announced_while_a_server_does_not_listen(fake_manage, monkeypatch, capfd):
+    monkeypatch.setenv("FAKE_FEEDBACK_FAKES", "crash-in-2s")  # started, but never listening
+    port, fakes_port = _free_ports(2)
+    assert run_demo.main(["--port", str(port), "--fakes-port", str(fakes_port)]) == 3
+    assert "Admin:" not in capfd.readouterr().out
+
+
+def test_without_the_fakes_no_fake_url_is_set(fake_manage, monkeypatch, capfd):
+    monkeypatch.delenv("DEBUG", raising=False)
+    monkeypatch.setenv("FAKE_QCLUSTER", "crash-in-2s")
+    (port,) = _free_ports(1)
+    run_demo.main(["--no-fakes", "--port", str(port)])
+    out = capfd.readouterr().out
+    assert "started runserver 1 None None" in out
+    assert f"Admin: http://127.0.0.1:{port}/admin/" in out
+    assert "FEEDBACK_FAKES_URL" not in out
+
+
+def test_debug_off_in_the_environment_is_kept_and_runserver_still_serves_static_files(
+    fake_manage, monkeypatch
+):
+    monkeypatch.setenv("DEBUG", "0")
+    started = []
+    real_popen = subprocess.Popen
+
+    def popen(args, **kwargs):
+        started.append((args, kwargs["env"]["DEBUG"]))
+        return real_popen([sys.executable, "-c", "import sys; sys.exit(3)"])
+
+    monkeypatch.setattr(run_demo.subprocess, "Popen", popen)
+    run_demo.main(["--no-fakes"])
+    runserver = next(args for args, _ in started if "runserver" in args)
+    assert "--insecure" in runserver
+    assert {debug for _, debug in started} == {"0"}
+
+
+@pytest.mark.parametrize(
+    ("host", "public"),
+    [
+        ("0.0.0.0", "127.0.0.1"),  # noqa: S104 - every address, as `make demo HOST=0.0.0.0`
+        ("::", "127.0.0.1"),
+        ("::1", "[::1]"),
+        ("localhost", "localhost"),
+    ],
+)
+def test_the_callback_url_reaches_runserver_on_whichever_address_it_listens(host, public):
+    assert run_demo.fakes_env(host, 8101, 8866) == {
+        "FEEDBACK_FAKES_URL": "http://127.0.0.1:8866",
+        "FEEDBACK_PUBLIC_URL": f"http://{public}:8101",
+    }
+
+
+def test_the_snippet_sends_to_a_number_the_twilio_fake_always_delivers():
+    assert not CarrierTwilioFake().unreachable(run_demo.SNIPPET_TO)
+
+
+def test_the_readme_shows_the_snippet_the_demo_prints_for_the_default_ports(monkeypatch):
+    monkeypatch.chdir(REPOSITORY)  # where `make demo` runs
+    printed = run_demo.snippet(run_demo.fakes_env("127.0.0.1", 8000, 8765))
+    python = run_demo._relative(sys.executable)
+    assert (
+        printed.replace(f" {python} ", " .venv/bin/python ")
+        in (REPOSITORY / "README.md").read_text()
+    )
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _printed_snippet(output: Path) -> str | None:
+    """The indented lines after "Try it" in the demo's output, once printed."""
+    lines = output.read_text().splitlines()
+    start = next((i for i, line in enumerate(lines) if "Try it" in line), None)
+    if start is None:
+        return None
+    snippet = []
+    for line in lines[start + 1 :]:
+        if not line.startswith("  "):
+            break
+        snippet.append(line)
+    return "\n".join(snippet) if snippet and not snippet[-1].endswith("\\") else None
+
+
+def _outcome(database: Path) -> tuple[str, str, list[str]] | None:
+    """(delivery status, feedback, states of its provider calls) of the one message, if any."""
+    with contextlib.closing(sqlite3.connect(database, timeout=5)) as db:
+        row = db.execute(
+            "SELECT id, delivery_status, feedback FROM feedback_app_message"
+        ).fetchone()
+        if row is None:
+            return None
+        calls = db.execute(
+            "SELECT state FROM feedback_app_providercall WHERE message_id = ?", (row[0],)
+        ).fetchall()
+    return row[1], row[2], [state for (state,) in calls]
+
+
+def test_the_printed_snippet_delivers_and_reports_on_ports_other_than_the_defaults(tmp_path):
+    """The issue's "done when": the demo on other ports, then the snippet it prints, run with
+    bash from the repository as a user would -> delivered and its report succeeded in 10 s."""
+    database = tmp_path / "demo.sqlite3"
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{database}"}
+    # The example project's own settings, as in a fresh shell.
+    for name in ("REDIS_URL", "DJANGO_SETTINGS_MODULE", "DEBUG", *run_demo.fakes_env("", 0, 0)):
+        env.pop(name, None)
+    subprocess.run(  # noqa: S603 - this repository's manage.py
+        [sys.executable, run_demo.MANAGE, "migrate", "--no-input", "-v", "0"], env=env, check=True
+    )
+    port, fakes_port = _free_ports(2)
+    output = tmp_path / "demo.out"
+    with output.open("w") as out, (tmp_path / "demo.err").open("w") as err:
+        demo = subprocess.Popen(  # noqa: S603 - this repository's run_demo.py
+            [
+                sys.executable,
+                run_demo.__file__,
+                "--port",
+                str(port),
+                "--fakes-port",
+                str(fakes_port),
+            ],
+            env=env,
+            cwd=REPOSITORY,
+            stdout=out,
+            stderr=err,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while not (_printed_snippet(output) and _listening(port) and _listening(fakes_port)):
+            assert demo.poll() is None, (tmp_path / "demo.err").read_text()
+            assert time.monotonic() < deadline, "the demo did not start"
+            time.sleep(0.2)
+        snippet = _printed_snippet(output)
+        assert f"FEEDBACK_PUBLIC_URL=http://127.0.0.1:{port} " in snippet
+
+        started = time.monotonic()
+        subprocess.run(["bash", "-c", snippet], env=env, cwd=REPOSITORY, check=True)  # noqa: S603, S607
+        outcome = None
+        while outcome != ("delivered", "confirmed", ["succeeded"]):
+            assert time.monotonic() - started < 10, (
+                outcome,
+                (tmp_path / "demo.err").read_text()[-3000:],
+            )
+            time.sleep(0.2)
+            outcome = _outcome(database)
+    finally:
+        demo.terminate()  # stops the processes it started
+        status = demo.wait(timeout=30)
+    assert status == 0

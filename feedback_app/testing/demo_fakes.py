@@ -8,7 +8,9 @@ and the SNS signing certificate is under ``/sns/``.
 Each fake also plays what happens after the send, so the whole path runs:
 
 - Twilio posts signed status callbacks (``sent``, then ``delivered`` or ``undelivered``) to the
-  callback URL each message was created with;
+  callback URL each message was created with; whether a message ends ``undelivered`` depends on
+  its number alone, so a number always ends the same way (``+14155550123``, the README's, is
+  delivered; ``+14155550125`` is not);
 - AWS publishes each message's event records (``TEXT_SUCCESSFUL`` then ``TEXT_DELIVERED``, or a
   failure) through "SNS": signed notifications posted to the ``aws_sms`` webhook with the basic
   auth of its settings. The webhook trusts the fake's certificate only through
@@ -20,6 +22,7 @@ Each fake also plays what happens after the send, so the whole path runs:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import random
@@ -39,7 +42,13 @@ logger = logging.getLogger(__name__)
 
 
 class CarrierTwilioFake(TwilioFake):
-    """A ``TwilioFake`` whose messages move on by themselves and call back, signed."""
+    """A ``TwilioFake`` whose messages move on by themselves and call back, signed.
+
+    A message is ``sent`` after ``delays[0]`` seconds, then ``delivered`` or ``undelivered``
+    (error 30003, unreachable handset) after ``delays[1]``. About ``undelivered_rate`` of the
+    numbers are unreachable: which ones is fixed (``unreachable``), as a phone that is off, so
+    a demo or a test that sends to a reachable number always sees it delivered.
+    """
 
     def __init__(
         self,
@@ -58,12 +67,18 @@ class CarrierTwilioFake(TwilioFake):
         payload = super()._create(form)
         callback = form.get("StatusCallback", [None])[-1]
         if callback:
-            final = "undelivered" if random.random() < self.undelivered_rate else "delivered"  # noqa: S311
+            final = "undelivered" if self.unreachable(payload["to"]) else "delivered"
             for delay, status in zip(self.delays, ("sent", final), strict=True):
                 timer = threading.Timer(delay, self._call_back, (payload, callback, status))
                 timer.daemon = True
                 timer.start()
         return payload
+
+    def unreachable(self, to: str) -> bool:
+        """Whether messages to ``to`` end ``undelivered``: its hash, read as a fraction of 1,
+        is below ``undelivered_rate`` (the same answer in every process and run)."""
+        draw = int.from_bytes(hashlib.sha256(to.encode()).digest()[:8]) / 2**64
+        return draw < self.undelivered_rate
 
     def _call_back(self, payload: dict[str, Any], url: str, status: str) -> None:
         from twilio.request_validator import RequestValidator

@@ -284,11 +284,3 @@ def test_without_a_provider_the_gateway_refuses_and_sends_nothing(settings):
     with pytest.raises(ImproperlyConfigured, match=r"TWO_FACTOR'\]\['PROVIDER'\]"):
         Gateway().send_sms(device=device, token="123456")
     assert not locmem.outbox and not Message.objects.exists()
-
-
-def test_the_example_outbox_page_stands_in_for_the_phone_only_while_debugging(client, settings):
-    Gateway().send_sms(device=make_device("ada"), token="493817")
-    settings.DEBUG = True
-    assert "Your verification code is 493817" in client.get("/locmem-outbox/").text
-    settings.DEBUG = False
-    assert client.get("/locmem-outbox/").status_code == 404
