@@ -38,6 +38,12 @@ def browser(monkeypatch) -> Iterator[object]:
 
 
 @pytest.fixture
+def page(browser) -> object:
+    """A plain page (not logged in), for pages a visitor sees first."""
+    return browser.new_page(viewport={"width": 1280, "height": 1600})
+
+
+@pytest.fixture
 def admin_page(browser, live_server, django_user_model) -> Callable[[int, int], object]:
     """A page of the given viewport, logged in as a superuser, whose console errors are kept.
 

@@ -12,8 +12,6 @@ from urllib.parse import urlsplit
 import pytest
 from django.urls import reverse
 
-from .test_dashboard_browser import page  # noqa: F401 - the fixture
-
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 SCREENSHOT = Path(__file__).resolve().parents[2] / "build" / "two_factor_login.png"
@@ -22,7 +20,7 @@ SCREENSHOT = Path(__file__).resolve().parents[2] / "build" / "two_factor_login.p
 def test_the_login_page_looks_like_the_admin_and_loads_nothing_from_elsewhere(
     live_server,
     django_user_model,
-    page,  # noqa: F811
+    page,
 ):
     django_user_model.objects.create_superuser("demo", password="demo")
     site = urlsplit(live_server.url).netloc
