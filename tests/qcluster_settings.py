@@ -30,7 +30,8 @@ def cluster_feedback_app(base: dict[str, Any], reports_path: str, queue: str) ->
                 "DELAY": 0.1,
             },
         },
-        "QUEUE": queue,
+        "QUEUE": "django_q",
+        "DJANGO_Q_CLUSTER": queue,
         "CLAIM_TIMEOUT": CLAIM_TIMEOUT,
         "SWEEP_GRACE": 1,
     }

@@ -17,8 +17,6 @@ from pathlib import Path
 import pytest
 from django.conf import settings as django_settings
 from django.db import connection
-from django_q.brokers import get_broker
-from django_q.conf import Conf
 
 from feedback_app import services, tasks
 from feedback_app.models import Message, ProviderCall
@@ -29,6 +27,7 @@ from .qcluster_settings import CLAIM_TIMEOUT, cluster_feedback_app
 from .recording_provider import read_reports
 
 pytestmark = [
+    pytest.mark.django_q,
     pytest.mark.postgres,
     pytest.mark.redis,
     pytest.mark.django_db(transaction=True),
@@ -83,6 +82,9 @@ def reports_path(tmp_path) -> Path:
 @pytest.fixture
 def enqueue_to_redis(settings, monkeypatch, queue_name, reports_path) -> Iterator[None]:
     """This process enqueues real tasks on the cluster's Redis queue instead of running them."""
+    from django_q.brokers import get_broker
+    from django_q.conf import Conf
+
     settings.FEEDBACK_APP = cluster_feedback_app(
         settings.FEEDBACK_APP, str(reports_path), queue_name
     )
@@ -163,6 +165,8 @@ def assert_each_reported_exactly_once(messages: list[Message], reports_path: Pat
 def test_a_real_cluster_delivers_each_report_once_and_recovers_from_kill_and_lost_tasks(
     enqueue_to_redis, start_cluster, reports_path, queue_name
 ):
+    from django_q.brokers import get_broker
+
     # 1. A healthy cluster: every confirmation reaches the provider exactly once, no retries.
     cluster = start_cluster()
     first = confirm_batch(10)

@@ -14,8 +14,6 @@ from pathlib import Path
 import pytest
 from django.conf import settings as django_settings
 from django.db import connection
-from django_q.brokers import get_broker
-from django_q.conf import Conf
 
 from feedback_app.models import Message, ProviderCall
 from feedback_app.states import CallState
@@ -44,6 +42,9 @@ def redis_url() -> str:
 
 @pytest.fixture
 def enqueue_to_redis(settings, monkeypatch, queue_name, reports_path, redis_url) -> Iterator[None]:
+    from django_q.brokers import get_broker
+    from django_q.conf import Conf
+
     settings.FEEDBACK_APP = cluster_feedback_app(
         settings.FEEDBACK_APP, str(reports_path), queue_name
     )

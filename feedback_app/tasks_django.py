@@ -1,0 +1,16 @@
+"""The ``django.tasks`` task of QUEUE "django_tasks": deliver one provider call.
+
+Imported by ``queue`` on first use only, never at start-up: ``@task`` checks the task against
+the TASKS backend when it is applied, and a project on django-q2 may have no TASKS at all.
+"""
+
+from __future__ import annotations
+
+from . import outbox
+from .queue import tasks_api
+
+
+@tasks_api().task
+def deliver_call(call_id: int) -> str | None:
+    """Deliver one provider call (enqueued on commit and by the sweep)."""
+    return outbox.deliver(call_id)
