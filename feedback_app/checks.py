@@ -374,7 +374,8 @@ def _check_queue() -> list:
     return [
         Error(
             f"FEEDBACK_APP['QUEUE'] is {queue!r}, not a queue the app knows.",
-            hint=f"One of {', '.join(repr(q) for q in QUEUES)}.",
+            hint=f"One of {', '.join(repr(q) for q in QUEUES)}. A django-q2 cluster name (what "
+            "QUEUE used to hold) now goes in DJANGO_Q_CLUSTER.",
             id=f"{PREFIX}.E018",
         )
     ]

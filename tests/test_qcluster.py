@@ -38,17 +38,21 @@ TIMEOUT = 30  # seconds allowed for any one wait
 
 
 class Cluster:
-    """``manage.py qcluster`` in its own process group, so SIGKILL takes its workers too."""
+    """``manage.py qcluster`` (or another worker command) in its own process group, so SIGKILL
+    takes its workers too."""
 
-    def __init__(self, env: dict[str, str], log: Path) -> None:
+    def __init__(
+        self, env: dict[str, str], log: Path, command: tuple[str, ...] = ("qcluster",)
+    ) -> None:
         self.env = env
         self.log = log
+        self.command = command
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and manage.py
-                [sys.executable, "manage.py", "qcluster"],
+                [sys.executable, "manage.py", *self.command],
                 cwd=ROOT,
                 env=self.env,
                 stdout=log,
