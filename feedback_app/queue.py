@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import uuid
 from collections.abc import Iterable
 from types import ModuleType
 from typing import Any
@@ -86,9 +87,9 @@ def _enqueue_django_q(ids: list[int]) -> int:
     broker = get_broker()
     if not Conf.SYNC:  # sync mode runs each task inline, in async_task
         if isinstance(broker, ORM):
-            return _push_orm(broker, [_django_q_package(call_id) for call_id in ids])
+            return _push_orm(broker, _django_q_packages(ids))
         if _is_redis(broker):
-            return _push_redis(broker, [_django_q_package(call_id) for call_id in ids])
+            return _push_redis(broker, _django_q_packages(ids))
     # Another broker (SQS, IronMQ, a custom one): one task at a time, as django-q2 offers.
     from django_q.tasks import async_task
 
@@ -107,27 +108,43 @@ def _is_redis(broker: Any) -> bool:
     return isinstance(broker, Redis)
 
 
-def _django_q_package(call_id: int) -> bytes:
-    """The signed package ``django_q.tasks.async_task`` would push for this call."""
+def _django_q_packages(ids: list[int]) -> list[str]:
+    """The signed packages ``django_q.tasks.async_task`` would push, one per call.
+
+    The same task dict, signal and signature (``SignedPackage.dumps`` is ``signing.dumps`` with
+    django-q2's key and salt), with two savings that matter at ten thousand calls: one signer
+    for the batch, and a plain uuid4 instead of django-q2's human-readable name for each.
+    """
+    from django.core.signing import TimestampSigner
     from django_q.conf import Conf
-    from django_q.humanhash import uuid
     from django_q.signals import pre_enqueue
-    from django_q.signing import SignedPackage
+    from django_q.signing import PickleSerializer
 
-    name, task_id = uuid()
-    task: dict[str, Any] = {"id": task_id, "name": name, "func": DJANGO_Q_DELIVER}
-    task["args"] = (call_id,)
+    signer = TimestampSigner(key=Conf.SECRET_KEY, salt=Conf.PREFIX)
+    options: dict[str, Any] = {}
     if Conf.CACHED:
-        task["cached"] = Conf.CACHED
+        options["cached"] = Conf.CACHED
     if Conf.ACK_FAILURES:
-        task["ack_failure"] = Conf.ACK_FAILURES
-    task["kwargs"] = {}
-    task["started"] = timezone.now()
-    pre_enqueue.send(sender="django_q", task=task)
-    return SignedPackage.dumps(task)
+        options["ack_failure"] = Conf.ACK_FAILURES
+    packages = []
+    for call_id in ids:
+        task: dict[str, Any] = {
+            "id": uuid.uuid4().hex,
+            "name": f"deliver_call-{call_id}",
+            "func": DJANGO_Q_DELIVER,
+            "args": (call_id,),
+            **options,
+            "kwargs": {},
+            "started": timezone.now(),
+        }
+        pre_enqueue.send(sender="django_q", task=task)
+        packages.append(
+            signer.sign_object(task, serializer=PickleSerializer, compress=Conf.COMPRESSED)
+        )
+    return packages
 
 
-def _push_redis(broker: Any, packages: list[bytes]) -> int:
+def _push_redis(broker: Any, packages: list[str]) -> int:
     """All packages in one round trip: RPUSHes of many values each, in one pipeline."""
     pipeline = broker.connection.pipeline(transaction=False)
     for start in range(0, len(packages), _REDIS_CHUNK):
@@ -137,7 +154,7 @@ def _push_redis(broker: Any, packages: list[bytes]) -> int:
     return len(packages)
 
 
-def _push_orm(broker: Any, packages: list[bytes]) -> int:
+def _push_orm(broker: Any, packages: list[str]) -> int:
     """All packages in one INSERT, the rows ``ORM.enqueue`` writes one at a time."""
     from django_q.conf import Conf
     from django_q.models import OrmQ

@@ -28,6 +28,7 @@ JOBS = {name.removeprefix("feedback_app."): func for name, func in schedules.SCH
 
 
 class Command(FeedbackCommand):
+    verbosity = 1
     help = (
         "Run the app's periodic jobs (" + ", ".join(JOBS) + ") in this process: with "
         "--periodic, each at start and then every SCHEDULES minutes, until SIGTERM or SIGINT "
@@ -70,6 +71,7 @@ class Command(FeedbackCommand):
         return {**options, "job": jobs}
 
     def handle(self, *args: Any, **options: Any) -> None:
+        self.verbosity = options["verbosity"]
         jobs = options["job"]
         if options["once"]:
             failed = [job for job in jobs if not self.run_job(job)]
