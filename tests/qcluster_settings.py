@@ -54,7 +54,7 @@ FEEDBACK_APP = cluster_feedback_app(
     FEEDBACK_APP,
     os.environ.get("FEEDBACK_TEST_REPORTS", "reports.jsonl"),
     _queue,
-    os.environ.get("FEEDBACK_QUEUE", "django_q"),
+    os.environ.get("FEEDBACK_QUEUE") or "django_q",
 )
 
 # "name" stays the one the test process signs tasks with; "cluster_name" is the queue.

@@ -34,7 +34,7 @@ INSTALLED_APPS = [*INSTALLED_APPS, "django_tasks_db"]  # noqa: F405
 
 # The queue the suite runs on (CI runs it on both); tests of django-q2 itself are marked
 # django_q and deselected on django_tasks, where django-q2 is not an installed app.
-FEEDBACK_APP["QUEUE"] = os.environ.get("FEEDBACK_QUEUE", "django_q")
+FEEDBACK_APP["QUEUE"] = os.environ.get("FEEDBACK_QUEUE") or "django_q"
 if FEEDBACK_APP["QUEUE"] == "django_tasks":
     INSTALLED_APPS = [app for app in INSTALLED_APPS if app != "django_q"]
 
