@@ -430,6 +430,19 @@ def _check_django_tasks() -> list:
                 id=f"{PREFIX}.E018",
             )
         ]
+    try:
+        from .tasks_django import deliver_call
+
+        deliver_call.using(backend=alias)  # the backend's own validation of the task
+    except Exception as exc:
+        return [
+            Error(
+                f"The TASKS backend {alias!r} refuses the app's deliver task ({exc}).",
+                hint="The task goes to the backend's 'default' queue, with one argument: "
+                "include 'default' in the backend's QUEUES.",
+                id=f"{PREFIX}.E018",
+            )
+        ]
     dummy = import_module(f"{api.__name__}.backends.dummy").DummyBackend
     if isinstance(backend, dummy):
         return [

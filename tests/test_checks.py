@@ -550,6 +550,20 @@ def test_django_tasks_without_django_tasks_installed_is_e018(feedback_app, monke
     assert "django-tasks" in issues[0].hint
 
 
+def test_django_tasks_on_a_backend_without_the_default_queue_is_e018(feedback_app, settings):
+    settings.TASKS = {
+        **settings.TASKS,
+        "emails": {
+            "BACKEND": f"{TASKS_API}.backends.immediate.ImmediateBackend",
+            "QUEUES": ["emails"],
+        },
+    }
+    feedback_app(QUEUE="django_tasks", TASKS_BACKEND="emails")
+    issues = app_issues()
+    assert [issue.id for issue in issues] == ["feedback_app.E018"]
+    assert "'default'" in issues[0].msg
+
+
 def test_django_tasks_on_a_dummy_backend_is_w018(feedback_app, settings):
     settings.TASKS = {
         **settings.TASKS,
