@@ -7,6 +7,10 @@ DJANGO ?=
 HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
+# FEEDBACK_QUEUE=django_tasks: the suite on django.tasks instead of django-q2 (tests/settings.py),
+# django-q2 out of INSTALLED_APPS and its own tests (marker django_q) deselected; CI's third run.
+FEEDBACK_QUEUE ?=
+export FEEDBACK_QUEUE
 
 .PHONY: demo test lint bench clean
 
@@ -22,7 +26,7 @@ $(VENV)/.installed: pyproject.toml
 test: $(VENV)/.installed
 	env -u DATABASE_URL -u REDIS_URL $(PY) -m pytest -m "not postgres and not redis" $(PYTEST_ARGS)
 	@if [ -n "$$DATABASE_URL" ]; then \
-		echo "== again on $${DATABASE_URL%%:*} with REDIS_URL=$${REDIS_URL:-unset}"; \
+		echo "== again on $${DATABASE_URL%%:*} with REDIS_URL=$${REDIS_URL:-unset}, queue $${FEEDBACK_QUEUE:-django_q}"; \
 		FEEDBACK_REQUIRE_SERVICES=1 $(PY) -m pytest $(PYTEST_ARGS); \
 	else \
 		echo "PostgreSQL and Redis tests not run: set DATABASE_URL and REDIS_URL to run them."; \

@@ -142,7 +142,7 @@ def clear_queue() -> None:
     from feedback_app.conf import app_settings
 
     with contextlib.suppress(Exception):
-        get_broker(app_settings.QUEUE).delete_queue()
+        get_broker(app_settings.DJANGO_Q_CLUSTER).delete_queue()
 
 
 def broker_name() -> str:

@@ -3,8 +3,8 @@
 
 Two providers: one that takes no ``failed`` report (transition and event per message, like
 Twilio), at full size; one that does (AWS-like: an outbox row per message too, and a task per
-call handed to the broker after commit), at a tenth of it, because the hand-off is one broker
-round trip per call and its time is reported apart.
+call handed to the broker after commit, a batch per round trip), at a tenth of it, with the
+hand-off's time reported apart. Target: expiry with reports at most TARGET x the bare UPDATE.
 
 Run: ``python -m bench.expiry [--quick]`` with DATABASE_URL naming PostgreSQL.
 """
@@ -14,6 +14,9 @@ from __future__ import annotations
 import time
 
 from bench import common
+
+#: expire_overdue() with reports, against the bare UPDATE of the same rows (issue 10).
+TARGET = 3.0
 
 
 def main() -> None:
@@ -72,17 +75,30 @@ def main() -> None:
             finally:
                 handoff.append(time.perf_counter() - started)
 
+        # Warm, as the schedule's long-lived worker is: the broker connected, its modules loaded.
+        app("locmem", 10)
         outbox.enqueue = timed_enqueue
-        with_reports = app("locmem", reported)
-        assert ProviderCall.objects.count() == reported
-        small_bare = bare(reported)
+        report_times, handoff_times, small_bare_times = [], [], []
+        for _ in range(rounds):
+            handoff.clear()
+            report_times.append(app("locmem", reported))
+            assert ProviderCall.objects.count() == reported
+            handoff_times.append(sum(handoff))
+            small_bare_times.append(bare(reported))
+            common.clear_queue()
+        with_reports = common.median(report_times)
+        handed = common.median(handoff_times)
+        small_bare = common.median(small_bare_times)
         report.add(f"expire_overdue(), {reported:,} messages, failed reported", with_reports, "s")
-        report.add(f"  of which {common.broker_name()} hand-off of the calls", sum(handoff), "s")
+        report.add(f"  of which {common.broker_name()} hand-off of the calls", handed, "s")
         report.add(f"bare UPDATE of the same {reported:,} rows", small_bare, "s")
-        report.ratios["expire_overdue() with reports / bare UPDATE (time)"] = (
-            with_reports / small_bare
+        ratio = with_reports / small_bare
+        report.ratios[f"expire_overdue() with reports / bare UPDATE (target <= {TARGET:g})"] = ratio
+        report.ratios["  without the hand-off"] = (with_reports - handed) / small_bare
+        verdict = "within" if ratio <= TARGET else "ABOVE"
+        report.notes.append(
+            f"with reports: {ratio:.2f} x the bare UPDATE, {verdict} the target of {TARGET:g} x"
         )
-        report.ratios["  without the hand-off"] = (with_reports - sum(handoff)) / small_bare
         common.clear_queue()
     report.write()
 

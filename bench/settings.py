@@ -26,7 +26,7 @@ REST_FRAMEWORK = {
 LOGGING = {**LOGGING, "loggers": {"feedback_app": {"handlers": ["console"], "level": "WARNING"}}}
 
 _queue = os.environ.get("BENCH_QUEUE", "bench_feedback")
-FEEDBACK_APP = {**FEEDBACK_APP, "QUEUE": _queue}
+FEEDBACK_APP = {**FEEDBACK_APP, "DJANGO_Q_CLUSTER": _queue}
 Q_CLUSTER = {**Q_CLUSTER, "cluster_name": _queue, "log_level": "WARNING"}
 
 # A provider that takes no "failed" report (like Twilio): expiring its messages writes the

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from importlib import import_module
 from typing import Any
 
 import phonenumbers
@@ -11,6 +12,7 @@ from django.core.checks import Error, Tags, Warning, register
 from django.utils.module_loading import import_string
 
 from .conf import BUILTIN_BACKENDS, DEFAULTS, app_settings
+from .queue import DJANGO_Q, DJANGO_TASKS, QUEUES, tasks_api
 from .schedules import SCHEDULES
 
 PREFIX = "feedback_app"
@@ -65,7 +67,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list:
     errors += _check_retention(app_settings.RETENTION_DAYS)
     errors += _check_two_factor(app_settings.TWO_FACTOR, app_settings.PROVIDERS)
     errors += _check_alerts(app_settings.ALERTS)
-    errors += _check_q_cluster()
+    errors += _check_queue()
     return errors
 
 
@@ -361,6 +363,99 @@ def check_sqlite_transaction_mode(app_configs: Any = None, **kwargs: Any) -> lis
             id=f"{PREFIX}.W003",
         )
     ]
+
+
+def _check_queue() -> list:
+    """The chosen queue is installed and can run the deliver task (E018, W018)."""
+    queue = app_settings.QUEUE
+    if queue == DJANGO_Q:
+        return _check_django_q() + _check_q_cluster()
+    if queue == DJANGO_TASKS:
+        return _check_django_tasks()
+    return [
+        Error(
+            f"FEEDBACK_APP['QUEUE'] is {queue!r}, not a queue the app knows.",
+            hint=f"One of {', '.join(repr(q) for q in QUEUES)}. A django-q2 cluster name (what "
+            "QUEUE used to hold) now goes in DJANGO_Q_CLUSTER.",
+            id=f"{PREFIX}.E018",
+        )
+    ]
+
+
+def _check_django_q() -> list:
+    from django.apps import apps
+
+    cluster = app_settings.DJANGO_Q_CLUSTER
+    errors = []
+    if not apps.is_installed("django_q"):
+        errors.append(
+            Error(
+                "FEEDBACK_APP['QUEUE'] is 'django_q' but django_q is not in INSTALLED_APPS.",
+                hint="Add 'django_q' to INSTALLED_APPS (pip install django-q2), or set QUEUE to "
+                "'django_tasks' to use django.tasks instead.",
+                id=f"{PREFIX}.E018",
+            )
+        )
+    if cluster is not None and (not isinstance(cluster, str) or not cluster):
+        errors.append(
+            Error(
+                "FEEDBACK_APP['DJANGO_Q_CLUSTER'] must be a cluster name or None.",
+                hint="None uses the cluster's default queue.",
+                id=f"{PREFIX}.E018",
+            )
+        )
+    return errors
+
+
+def _check_django_tasks() -> list:
+    alias = app_settings.TASKS_BACKEND
+    try:
+        api = tasks_api()
+    except ImportError:
+        return [
+            Error(
+                "FEEDBACK_APP['QUEUE'] is 'django_tasks' but neither django.tasks (Django 6) "
+                "nor the django-tasks backport can be imported.",
+                hint="On Django 5.2: pip install django-tasks (and a backend, e.g. "
+                "django-tasks-db); or set QUEUE to 'django_q'.",
+                id=f"{PREFIX}.E018",
+            )
+        ]
+    try:
+        backend = api.task_backends[alias]
+    except Exception as exc:  # unknown alias, a backend that cannot be imported or built
+        return [
+            Error(
+                f"FEEDBACK_APP['TASKS_BACKEND'] {alias!r} is not a usable TASKS backend ({exc}).",
+                hint="Name an alias of the TASKS setting whose BACKEND can be imported.",
+                id=f"{PREFIX}.E018",
+            )
+        ]
+    try:
+        from .tasks_django import deliver_call
+
+        deliver_call.using(backend=alias)  # the backend's own validation of the task
+    except Exception as exc:
+        return [
+            Error(
+                f"The TASKS backend {alias!r} refuses the app's deliver task ({exc}).",
+                hint="The task goes to the backend's 'default' queue, with one argument: "
+                "include 'default' in the backend's QUEUES.",
+                id=f"{PREFIX}.E018",
+            )
+        ]
+    dummy = import_module(f"{api.__name__}.backends.dummy").DummyBackend
+    if isinstance(backend, dummy):
+        return [
+            Warning(
+                f"The TASKS backend {alias!r} is a DummyBackend: it stores tasks and never runs "
+                "them, so no conversion is reported to a provider.",
+                hint="Configure a backend with a worker (e.g. django_tasks_db.DatabaseBackend "
+                "and manage.py db_worker), or ImmediateBackend to run calls in the process.",
+                id=f"{PREFIX}.W018",
+            )
+        ]
+    return []
 
 
 def _check_q_cluster() -> list:

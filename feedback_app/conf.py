@@ -49,7 +49,8 @@ DEFAULTS: dict[str, Any] = {
     "SWEEP_GRACE": 30,
     # Messages moved to ``expired`` per statement batch.
     "EXPIRE_BATCH": 5000,
-    # Minutes between runs of the django-q2 schedules created on migrate.
+    # Minutes between runs of the periodic jobs: the django-q2 schedules created on migrate, or
+    # ``manage.py feedback_worker --periodic`` with django_tasks.
     # refresh_rollups keeps the dashboard's pre-aggregated hours fresh; reports read the messages
     # changed since, so a longer interval costs speed, never correctness.
     "SCHEDULES": {
@@ -87,8 +88,14 @@ DEFAULTS: dict[str, Any] = {
     # Public base URL of this site ("https://example.com"), used to build webhook URLs given to
     # providers and to check signatures behind a proxy; None: taken from each request.
     "PUBLIC_URL": None,
-    # Queue name passed to django-q2 (``None``: the cluster's default).
-    "QUEUE": None,
+    # The task queue provider calls are handed to: "django_q" (django-q2) or "django_tasks"
+    # (Django's django.tasks, or the django-tasks backport on Django 5.2). See queue.py.
+    "QUEUE": "django_q",
+    # QUEUE "django_q": the cluster (queue) name for the app's tasks and schedules; None: the
+    # cluster's default.
+    "DJANGO_Q_CLUSTER": None,
+    # QUEUE "django_tasks": the alias in TASKS of the backend the deliver task is enqueued on.
+    "TASKS_BACKEND": "default",
     # Where the confirmation link (``c/<token>/``) sends the recipient: a URL or a URL name.
     "CONFIRM_REDIRECT_URL": "/",
     # Where it sends them when the token is bad or the window has closed; None: a plain

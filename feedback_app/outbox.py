@@ -1,20 +1,18 @@
 """The outbox: writing provider calls, handing them to the queue, and delivering them.
 
-The ``ProviderCall`` row, not the queue, is the record. A worker claims a call with a conditional
-UPDATE (so two workers never deliver it at once), calls the provider outside any transaction, and
-records the outcome only if its claim still holds. The sweep re-enqueues calls whose task was lost.
+The ``ProviderCall`` row, not the queue, is the record (``queue.enqueue`` hands calls over).
+A worker claims a call with a conditional UPDATE (so two workers never deliver it at once),
+calls the provider outside any transaction, and records the outcome only if its claim still
+holds. The sweep re-enqueues calls whose task was lost.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import random
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any
 
-from django.core.signals import setting_changed
 from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
@@ -22,6 +20,7 @@ from django.utils import timezone
 from .conf import app_settings
 from .models import Message, ProviderCall
 from .providers.base import PermanentError, Provider, RetryableError, get_provider
+from .queue import enqueue
 from .states import CallState, Operation
 
 logger = logging.getLogger(__name__)
@@ -64,45 +63,6 @@ def add_report(
     )
     transaction.on_commit(lambda: enqueue([call.pk]))
     return call
-
-
-@functools.cache
-def _broker(queue: str | None) -> Any:
-    from django_q.brokers import get_broker as build_broker
-
-    return build_broker(queue)
-
-
-def get_broker() -> Any:
-    """The process's broker for FEEDBACK_APP["QUEUE"], built on first use: a Redis broker is
-    a connection pool, too costly to build per confirmation (redis-py reconnects after fork)."""
-    return _broker(app_settings.QUEUE)
-
-
-def forget_brokers(**kwargs: Any) -> None:
-    """Drop the cached brokers; the next enqueue connects afresh (also on a settings change)."""
-    if kwargs.get("setting") in (None, "FEEDBACK_APP", "Q_CLUSTER"):
-        _broker.cache_clear()
-
-
-setting_changed.connect(forget_brokers)
-
-
-def enqueue(call_ids: Iterable[int]) -> int:
-    """Hand calls to django-q2. A failure here only delays them until the next sweep."""
-    from django_q.tasks import async_task
-
-    count = 0
-    try:
-        broker = get_broker()
-        for call_id in call_ids:
-            async_task("feedback_app.tasks.deliver_call", call_id, broker=broker)
-            count += 1
-    except Exception:  # broker down: the outbox rows stay for the sweep
-        logger.warning("feedback_app: could not enqueue provider calls", exc_info=True)
-        # Build it again next time, so a broker that was down (or is broken) reconnects.
-        forget_brokers()
-    return count
 
 
 def backoff(attempts: int) -> timedelta:

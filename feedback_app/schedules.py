@@ -1,4 +1,5 @@
-"""The django-q2 schedules the app needs, created or updated idempotently (on migrate)."""
+"""The app's periodic jobs, and their django-q2 schedules (QUEUE "django_q"), created or updated
+idempotently on migrate. With QUEUE "django_tasks", ``manage.py feedback_worker`` runs the jobs."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 
 from .conf import app_settings
+from .queue import DJANGO_Q
 
 logger = logging.getLogger(__name__)
 
@@ -28,23 +30,24 @@ def _wanted(name: str, func: str) -> dict[str, Any]:
     wanted: dict[str, Any] = {
         "func": func,
         "schedule_type": Schedule.MINUTES,
-        "minutes": _minutes(name.removeprefix("feedback_app.")),
+        "minutes": minutes(name.removeprefix("feedback_app.")),
         "repeats": -1,
     }
-    if app_settings.QUEUE:
-        wanted["cluster"] = app_settings.QUEUE
+    if app_settings.DJANGO_Q_CLUSTER:
+        wanted["cluster"] = app_settings.DJANGO_Q_CLUSTER
     return wanted
 
 
-def _minutes(key: str) -> int:
+def minutes(key: str) -> int:
+    """Minutes between runs of job ``key`` (a SCHEDULES key: the name without the prefix)."""
     schedules = app_settings.SCHEDULES
-    minutes = schedules.get(key) if isinstance(schedules, dict) else None
-    if not isinstance(minutes, int) or isinstance(minutes, bool) or minutes <= 0:
+    value = schedules.get(key) if isinstance(schedules, dict) else None
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise ImproperlyConfigured(
             f"FEEDBACK_APP['SCHEDULES'][{key!r}] must be a positive number of minutes, "
-            f"not {minutes!r} (manage.py check reports it as feedback_app.E013)."
+            f"not {value!r} (manage.py check reports it as feedback_app.E013)."
         )
-    return minutes
+    return value
 
 
 def outdated_schedules() -> list[str]:
@@ -81,13 +84,16 @@ def ensure_schedules() -> list[str]:
 
 
 def create_schedules_after_migrate(**kwargs: Any) -> None:
-    """post_migrate receiver: once both our tables and django-q2's exist.
+    """post_migrate receiver: with QUEUE "django_q", once both our tables and django-q2's exist.
 
     Bad SCHEDULES settings leave the schedules as they are, with a warning: migrate itself
-    must not fail on them (the system check reports them).
+    must not fail on them (the system check reports them). With QUEUE "django_tasks" nothing
+    here touches django-q2, installed or not.
     """
     from django.db import connection
 
+    if app_settings.QUEUE != DJANGO_Q:
+        return
     if "django_q_schedule" not in connection.introspection.table_names():
         return
     try:

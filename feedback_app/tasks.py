@@ -1,4 +1,5 @@
-"""django-q2 entry points. Each is small: the work lives in ``outbox`` and ``services``."""
+"""The periodic jobs and the django-q2 deliver task. Each is small: the work lives in ``outbox``
+and ``services``. django-q2 schedules run the jobs, or ``manage.py feedback_worker`` does."""
 
 from __future__ import annotations
 

@@ -3,6 +3,7 @@ import os
 import socket
 
 import pytest
+from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
@@ -66,3 +67,29 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if os.environ.get("FEEDBACK_REQUIRE_SERVICES"):
         pytest.fail(f"{reason}, and FEEDBACK_REQUIRE_SERVICES is set", pytrace=False)
     pytest.skip(reason)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On django.tasks (FEEDBACK_QUEUE=django_tasks) django-q2 is not an installed app: the tests
+    of django-q2 itself (marked django_q) are deselected, not skipped, and the summary says so."""
+    if settings.FEEDBACK_APP.get("QUEUE") != "django_tasks":
+        return
+    deselected = [item for item in items if item.get_closest_marker("django_q")]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if not item.get_closest_marker("django_q")]
+    config.stash[_DJANGO_Q_DESELECTED] = len(deselected)
+
+
+_DJANGO_Q_DESELECTED = pytest.StashKey[int]()
+
+
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
+    count = config.stash.get(_DJANGO_Q_DESELECTED, None)
+    if count is not None:
+        terminalreporter.write_line(
+            f"feedback_app: QUEUE is django_tasks; {count} tests of django-q2 (marked django_q) "
+            "deselected: django-q2 is not an installed app in this run."
+        )

@@ -1,4 +1,5 @@
-"""Settings for the real django-q2 cluster that tests/test_qcluster.py runs in a subprocess.
+"""Settings for the real django-q2 cluster that tests/test_qcluster.py runs in a subprocess (and
+for django-tasks-db's ``db_worker`` with FEEDBACK_QUEUE=django_tasks, in tests/faults).
 
 The test settings, with the cluster not in sync mode, the Redis broker, the test process's database
 (``FEEDBACK_TEST_DB_NAME``: pytest-django's test database) and a queue of its own per test run
@@ -18,8 +19,14 @@ from tests.settings import DATABASES, FEEDBACK_APP, Q_CLUSTER
 CLAIM_TIMEOUT = 5
 
 
-def cluster_feedback_app(base: dict[str, Any], reports_path: str, queue: str) -> dict[str, Any]:
-    """FEEDBACK_APP for both sides: the test process that enqueues and the cluster that works."""
+def cluster_feedback_app(
+    base: dict[str, Any], reports_path: str, queue: str, choice: str = "django_q"
+) -> dict[str, Any]:
+    """FEEDBACK_APP for both sides: the test process that enqueues and the worker that works.
+
+    ``choice`` is the QUEUE: django-q2 on cluster ``queue``, or django.tasks on the "database"
+    backend of the test settings (django-tasks-db, whose ``db_worker`` the tests start).
+    """
     return {
         **base,
         "PROVIDERS": {
@@ -30,7 +37,9 @@ def cluster_feedback_app(base: dict[str, Any], reports_path: str, queue: str) ->
                 "DELAY": 0.1,
             },
         },
-        "QUEUE": queue,
+        "QUEUE": choice,
+        "DJANGO_Q_CLUSTER": queue,
+        "TASKS_BACKEND": "database",
         "CLAIM_TIMEOUT": CLAIM_TIMEOUT,
         "SWEEP_GRACE": 1,
     }
@@ -42,7 +51,10 @@ if os.environ.get("FEEDBACK_TEST_DB_NAME"):
     DATABASES["default"]["NAME"] = os.environ["FEEDBACK_TEST_DB_NAME"]
 
 FEEDBACK_APP = cluster_feedback_app(
-    FEEDBACK_APP, os.environ.get("FEEDBACK_TEST_REPORTS", "reports.jsonl"), _queue
+    FEEDBACK_APP,
+    os.environ.get("FEEDBACK_TEST_REPORTS", "reports.jsonl"),
+    _queue,
+    os.environ.get("FEEDBACK_QUEUE") or "django_q",
 )
 
 # "name" stays the one the test process signs tasks with; "cluster_name" is the queue.

@@ -2,9 +2,11 @@
 
 DATABASE_URL and REDIS_URL are honoured exactly as in the example project, so ``make test``
 runs the same suite on SQLite and, when they are set, on PostgreSQL with Redis.
+FEEDBACK_QUEUE=django_tasks runs it on django.tasks, with django-q2 out of INSTALLED_APPS.
 """
 
 import os
+from importlib.util import find_spec
 
 from example_project.settings import *  # noqa: F403
 from example_project.settings import Q_CLUSTER
@@ -20,6 +22,21 @@ FEEDBACK_APP = {
 
 # Tasks run in the calling process; tests that need a real cluster start one themselves.
 Q_CLUSTER = {**Q_CLUSTER, "sync": True}
+
+# django.tasks (Django 6) or its backport (Django 5.2): "default" runs tasks inline, as the
+# cluster's sync mode does; "database" is django-tasks-db's, for tests that run its worker.
+_TASKS_API = "django.tasks" if find_spec("django.tasks") else "django_tasks"
+TASKS = {
+    "default": {"BACKEND": f"{_TASKS_API}.backends.immediate.ImmediateBackend"},
+    "database": {"BACKEND": "django_tasks_db.DatabaseBackend"},
+}
+INSTALLED_APPS = [*INSTALLED_APPS, "django_tasks_db"]  # noqa: F405
+
+# The queue the suite runs on (CI runs it on both); tests of django-q2 itself are marked
+# django_q and deselected on django_tasks, where django-q2 is not an installed app.
+FEEDBACK_APP["QUEUE"] = os.environ.get("FEEDBACK_QUEUE") or "django_q"
+if FEEDBACK_APP["QUEUE"] == "django_tasks":
+    INSTALLED_APPS = [app for app in INSTALLED_APPS if app != "django_q"]
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 

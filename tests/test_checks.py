@@ -3,13 +3,18 @@ test settings are clean."""
 
 from __future__ import annotations
 
+import sys
+from importlib.util import find_spec
 from io import StringIO
 
 import pytest
+from django.apps import apps
 from django.conf import settings as django_settings
 from django.core.checks import Error, Warning, run_checks
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
+
+from feedback_app.checks import check_settings
 
 GOOD_KEY = "a-long-enough-hash-key-0123456789"
 
@@ -382,6 +387,7 @@ def test_immediate_sqlite_or_another_database_has_no_w003(monkeypatch, database)
     assert app_ids() == []
 
 
+@pytest.mark.django_q
 @pytest.mark.parametrize(("timeout", "retry"), [(60, 60), (60, 30)])
 def test_q_cluster_retry_not_above_timeout_is_w001(settings, timeout, retry):
     settings.Q_CLUSTER = {"name": "t", "timeout": timeout, "retry": retry}
@@ -390,12 +396,14 @@ def test_q_cluster_retry_not_above_timeout_is_w001(settings, timeout, retry):
     assert isinstance(issues[0], Warning)
 
 
+@pytest.mark.django_q
 def test_q_cluster_default_retry_not_above_timeout_is_w001(settings):
     # django-q2's default retry is 60 seconds.
     settings.Q_CLUSTER = {"name": "t", "timeout": 60}
     assert app_ids() == ["feedback_app.W001"]
 
 
+@pytest.mark.django_q
 @pytest.mark.parametrize("timeout", [90, 120])
 def test_q_cluster_timeout_not_below_claim_timeout_is_w002(settings, feedback_app, timeout):
     feedback_app(CLAIM_TIMEOUT=90)
@@ -405,6 +413,7 @@ def test_q_cluster_timeout_not_below_claim_timeout_is_w002(settings, feedback_ap
     assert isinstance(issues[0], Warning)
 
 
+@pytest.mark.django_q
 def test_q_cluster_warnings_come_together_and_do_not_fail_the_check_command(settings):
     settings.Q_CLUSTER = {"name": "t", "timeout": 100, "retry": 100}
     assert app_ids() == ["feedback_app.W001", "feedback_app.W002"]
@@ -414,6 +423,7 @@ def test_q_cluster_warnings_come_together_and_do_not_fail_the_check_command(sett
     assert "feedback_app.W002" in err.getvalue()
 
 
+@pytest.mark.django_q
 @pytest.mark.parametrize(
     "q_cluster",
     [
@@ -431,6 +441,7 @@ def test_sound_or_sync_q_cluster_has_no_warnings(settings, q_cluster):
 
 def test_several_problems_are_all_reported(settings):
     settings.FEEDBACK_APP = {
+        "QUEUE": settings.FEEDBACK_APP["QUEUE"],  # the run's, installed
         "HASH_KEY": "short",
         "PROVIDERS": {},
         "FEEDBACK_WINDOWS": {"*": 0},
@@ -521,4 +532,80 @@ def test_chime_without_bearer_warns_w104(feedback_app):
     feedback_app(
         PROVIDERS={"chime": {"CHIME_BEARER": "arn:aws:chime:us-east-1:1:app-instance/a/bot/b"}}
     )
+    assert app_ids() == []
+
+
+# The task queue (E018, W018) ---------------------------------------------------------------------
+
+TASKS_API = "django.tasks" if find_spec("django.tasks") else "django_tasks"
+
+
+def test_an_unknown_queue_is_e018(feedback_app):
+    feedback_app(QUEUE="celery")
+    issues = app_issues()
+    assert [issue.id for issue in issues] == ["feedback_app.E018"]
+    assert "'celery'" in issues[0].msg
+
+
+def test_django_q_not_installed_is_e018(feedback_app, monkeypatch):
+    feedback_app(QUEUE="django_q")
+    installed = apps.is_installed
+    monkeypatch.setattr(apps, "is_installed", lambda name: name != "django_q" and installed(name))
+    issues = app_issues()
+    assert [issue.id for issue in issues] == ["feedback_app.E018"]
+    assert "INSTALLED_APPS" in issues[0].msg
+
+
+@pytest.mark.django_q
+@pytest.mark.parametrize("cluster", [5, "", ["feedback"]])
+def test_a_django_q_cluster_that_is_not_a_name_is_e018(feedback_app, cluster):
+    feedback_app(QUEUE="django_q", DJANGO_Q_CLUSTER=cluster)
+    assert app_ids() == ["feedback_app.E018"]
+
+
+def test_django_tasks_with_an_unknown_backend_alias_is_e018(feedback_app):
+    feedback_app(QUEUE="django_tasks", TASKS_BACKEND="missing")
+    issues = app_issues()
+    assert [issue.id for issue in issues] == ["feedback_app.E018"]
+    assert "'missing'" in issues[0].msg
+
+
+def test_django_tasks_without_django_tasks_installed_is_e018(feedback_app, monkeypatch):
+    feedback_app(QUEUE="django_tasks")
+    # Neither django.tasks nor the backport importable, as on Django 5.2 without django-tasks.
+    monkeypatch.setitem(sys.modules, "django.tasks", None)
+    monkeypatch.setitem(sys.modules, "django_tasks", None)
+    issues = check_settings()  # not run_checks(): Django 6's own checks import django.tasks
+    assert [issue.id for issue in issues] == ["feedback_app.E018"]
+    assert "django-tasks" in issues[0].hint
+
+
+def test_django_tasks_on_a_backend_without_the_default_queue_is_e018(feedback_app, settings):
+    settings.TASKS = {
+        **settings.TASKS,
+        "emails": {
+            "BACKEND": f"{TASKS_API}.backends.immediate.ImmediateBackend",
+            "QUEUES": ["emails"],
+        },
+    }
+    feedback_app(QUEUE="django_tasks", TASKS_BACKEND="emails")
+    issues = app_issues()
+    assert [issue.id for issue in issues] == ["feedback_app.E018"]
+    assert "'default'" in issues[0].msg
+
+
+def test_django_tasks_on_a_dummy_backend_is_w018(feedback_app, settings):
+    settings.TASKS = {
+        **settings.TASKS,
+        "dummy": {"BACKEND": f"{TASKS_API}.backends.dummy.DummyBackend"},
+    }
+    feedback_app(QUEUE="django_tasks", TASKS_BACKEND="dummy")
+    issues = app_issues()
+    assert [issue.id for issue in issues] == ["feedback_app.W018"]
+    assert isinstance(issues[0], Warning)
+
+
+@pytest.mark.parametrize("alias", ["default", "database"])
+def test_django_tasks_on_an_immediate_or_database_backend_is_clean(feedback_app, alias):
+    feedback_app(QUEUE="django_tasks", TASKS_BACKEND=alias)
     assert app_ids() == []

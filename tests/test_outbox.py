@@ -11,7 +11,7 @@ import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
-from feedback_app import outbox, services, tasks
+from feedback_app import outbox, queue, services, tasks
 from feedback_app.conf import app_settings
 from feedback_app.models import Message, ProviderCall
 from feedback_app.providers import PermanentError, RetryableError, locmem
@@ -25,9 +25,9 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture(autouse=True)
 def _fresh_brokers():
     """Each test builds its own broker (some break django-q2's get_broker on purpose)."""
-    outbox.forget_brokers()
+    queue.forget_brokers()
     yield
-    outbox.forget_brokers()
+    queue.forget_brokers()
 
 
 @pytest.fixture
@@ -577,10 +577,21 @@ def _broken(*args, **kwargs):
     raise ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
 
 
-@pytest.mark.parametrize("broken", ["django_q.tasks.async_task", "django_q.brokers.get_broker"])
+@pytest.mark.parametrize(
+    ("queue_name", "broken"),
+    [
+        pytest.param("django_q", "django_q.tasks.async_task", marks=pytest.mark.django_q),
+        pytest.param("django_q", "django_q.brokers.get_broker", marks=pytest.mark.django_q),
+        (
+            "django_tasks",
+            f"{queue.tasks_api().__name__}.backends.immediate.ImmediateBackend.enqueue",
+        ),
+    ],
+)
 def test_when_the_broker_is_down_the_sweep_delivers_the_call_exactly_once(
-    broken, clock, monkeypatch, django_capture_on_commit_callbacks
+    queue_name, broken, clock, monkeypatch, settings, django_capture_on_commit_callbacks
 ):
+    settings.FEEDBACK_APP = {**settings.FEEDBACK_APP, "QUEUE": queue_name}
     message = make_message()
     with monkeypatch.context() as patch:
         patch.setattr(broken, _broken)
@@ -625,6 +636,7 @@ def test_when_the_worker_dies_holding_a_call_the_sweep_delivers_it_exactly_once(
     assert reported(message) == ["confirmed"]
 
 
+@pytest.mark.django_q
 def test_enqueue_failure_is_logged_and_counts_nothing(monkeypatch, caplog):
     monkeypatch.setattr("django_q.brokers.get_broker", _broken)
     assert outbox.enqueue([1, 2, 3]) == 0
@@ -657,30 +669,32 @@ def counting_broker(monkeypatch):
     return CountingBroker
 
 
+@pytest.mark.django_q
 def test_enqueues_reuse_one_broker_per_queue(counting_broker, settings):
     assert outbox.enqueue([1, 2]) == 2
     assert outbox.enqueue([3]) == 1
     assert counting_broker.built == 1
-    broker = outbox.get_broker()
+    broker = queue.get_broker()
     assert broker.pushed == [1, 2, 3]
 
-    # Another queue name gets a broker of its own.
-    settings.FEEDBACK_APP = {**settings.FEEDBACK_APP, "QUEUE": "feedback"}
+    # Another cluster name gets a broker of its own.
+    settings.FEEDBACK_APP = {**settings.FEEDBACK_APP, "DJANGO_Q_CLUSTER": "feedback"}
     assert outbox.enqueue([4]) == 1
     assert counting_broker.built == 2
-    assert outbox.get_broker().list_key == "feedback"
+    assert queue.get_broker().list_key == "feedback"
 
 
+@pytest.mark.django_q
 def test_an_enqueue_error_drops_the_broker_so_the_next_one_reconnects(counting_broker, caplog):
     assert outbox.enqueue([1]) == 1
-    broken = outbox.get_broker()
+    broken = queue.get_broker()
     broken.down = True
     assert outbox.enqueue([2]) == 0
     assert "could not enqueue" in caplog.text
     assert outbox.enqueue([3]) == 1
     assert counting_broker.built == 2
-    assert outbox.get_broker() is not broken
-    assert outbox.get_broker().pushed == [3]
+    assert queue.get_broker() is not broken
+    assert queue.get_broker().pushed == [3]
 
 
 # Misconfiguration ------------------------------------------------------------------------------

@@ -71,10 +71,11 @@ def _text(value: object) -> str | None:
 
 
 def stored_texts() -> list[tuple[str, str, str]]:
-    """(table, column, text) for every text-holding cell of feedback_app's and django-q2's."""
+    """(table, column, text) for every text-holding cell of feedback_app's and the task queues'
+    (django-q2's, django-tasks-db's) installed."""
     cells = []
-    models = [*apps.get_app_config("feedback_app").get_models()]
-    models += [*apps.get_app_config("django_q").get_models()]
+    queues = ("feedback_app", "django_q", "django_tasks_db")
+    models = [m for c in apps.get_app_configs() if c.name in queues for m in c.get_models()]
     for model in models:
         if model._meta.proxy:
             continue

@@ -17,8 +17,6 @@ from pathlib import Path
 import pytest
 from django.conf import settings as django_settings
 from django.db import connection
-from django_q.brokers import get_broker
-from django_q.conf import Conf
 
 from feedback_app import services, tasks
 from feedback_app.models import Message, ProviderCall
@@ -29,6 +27,7 @@ from .qcluster_settings import CLAIM_TIMEOUT, cluster_feedback_app
 from .recording_provider import read_reports
 
 pytestmark = [
+    pytest.mark.django_q,
     pytest.mark.postgres,
     pytest.mark.redis,
     pytest.mark.django_db(transaction=True),
@@ -39,17 +38,21 @@ TIMEOUT = 30  # seconds allowed for any one wait
 
 
 class Cluster:
-    """``manage.py qcluster`` in its own process group, so SIGKILL takes its workers too."""
+    """``manage.py qcluster`` (or another worker command) in its own process group, so SIGKILL
+    takes its workers too."""
 
-    def __init__(self, env: dict[str, str], log: Path) -> None:
+    def __init__(
+        self, env: dict[str, str], log: Path, command: tuple[str, ...] = ("qcluster",)
+    ) -> None:
         self.env = env
         self.log = log
+        self.command = command
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and manage.py
-                [sys.executable, "manage.py", "qcluster"],
+                [sys.executable, "manage.py", *self.command],
                 cwd=ROOT,
                 env=self.env,
                 stdout=log,
@@ -83,6 +86,9 @@ def reports_path(tmp_path) -> Path:
 @pytest.fixture
 def enqueue_to_redis(settings, monkeypatch, queue_name, reports_path) -> Iterator[None]:
     """This process enqueues real tasks on the cluster's Redis queue instead of running them."""
+    from django_q.brokers import get_broker
+    from django_q.conf import Conf
+
     settings.FEEDBACK_APP = cluster_feedback_app(
         settings.FEEDBACK_APP, str(reports_path), queue_name
     )
@@ -163,6 +169,8 @@ def assert_each_reported_exactly_once(messages: list[Message], reports_path: Pat
 def test_a_real_cluster_delivers_each_report_once_and_recovers_from_kill_and_lost_tasks(
     enqueue_to_redis, start_cluster, reports_path, queue_name
 ):
+    from django_q.brokers import get_broker
+
     # 1. A healthy cluster: every confirmation reaches the provider exactly once, no retries.
     cluster = start_cluster()
     first = confirm_batch(10)

@@ -5,11 +5,10 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
-from django_q.models import Schedule
 
 from feedback_app.schedules import SCHEDULES, ensure_schedules
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.django_q]
 
 REQUIRED = {
     "feedback_app.sweep_outbox": "feedback_app.tasks.sweep_outbox",
@@ -18,6 +17,8 @@ REQUIRED = {
 
 
 def ours() -> list[dict]:
+    from django_q.models import Schedule
+
     return list(
         Schedule.objects.filter(name__startswith="feedback_app.")
         .order_by("name")
@@ -26,6 +27,8 @@ def ours() -> list[dict]:
 
 
 def test_migrate_creates_each_schedule_once():
+    from django_q.models import Schedule
+
     Schedule.objects.all().delete()
     call_command("migrate", verbosity=0, interactive=False)
     rows = ours()
@@ -45,6 +48,8 @@ def test_the_test_database_has_the_schedules_from_its_own_migrate():
 
 
 def test_migrating_again_or_ensuring_again_changes_nothing():
+    from django_q.models import Schedule
+
     before = ours()
     call_command("migrate", verbosity=0, interactive=False)
     assert ensure_schedules() == []
@@ -68,13 +73,15 @@ def test_changed_minutes_in_settings_update_the_schedules(settings):
 
 
 def test_a_configured_queue_sends_the_schedules_to_that_cluster(settings):
-    settings.FEEDBACK_APP = {**settings.FEEDBACK_APP, "QUEUE": "feedback"}
+    settings.FEEDBACK_APP = {**settings.FEEDBACK_APP, "DJANGO_Q_CLUSTER": "feedback"}
     assert sorted(ensure_schedules()) == sorted(SCHEDULES)
     assert {s["cluster"] for s in ours()} == {"feedback"}
     assert ensure_schedules() == []
 
 
 def test_a_schedule_edited_by_hand_is_put_back():
+    from django_q.models import Schedule
+
     Schedule.objects.filter(name="feedback_app.sweep_outbox").update(minutes=60, repeats=0)
     assert ensure_schedules() == ["feedback_app.sweep_outbox"]
     schedule = Schedule.objects.get(name="feedback_app.sweep_outbox")
@@ -95,8 +102,19 @@ def test_migrate_with_bad_schedule_settings_warns_and_changes_nothing(settings, 
 
 
 def test_ensure_schedules_with_bad_settings_names_the_setting_and_writes_nothing(settings):
+    from django_q.models import Schedule
+
     Schedule.objects.filter(name__startswith="feedback_app.").delete()
     settings.FEEDBACK_APP = {**settings.FEEDBACK_APP, "SCHEDULES": {"poll_statuses": "hourly"}}
     with pytest.raises(ImproperlyConfigured, match="poll_statuses"):
         ensure_schedules()
     assert ours() == []
+
+
+def test_with_django_tasks_migrate_leaves_the_schedules_alone(settings):
+    from django_q.models import Schedule
+
+    Schedule.objects.all().delete()
+    settings.FEEDBACK_APP = {**settings.FEEDBACK_APP, "QUEUE": "django_tasks"}
+    call_command("migrate", verbosity=0, interactive=False)
+    assert not Schedule.objects.exists()

@@ -70,6 +70,8 @@ def test_an_unknown_option_exits_with_1_and_says_which(tmp_path, name):
         (["feedback_purge", "--days", "800000"], "--days must be a whole number from 1 to 36,500"),
         (["feedback_sync", "--limit", "9" * 23], "--limit must be a whole number from 1 to"),
         (["feedback_retry", "--since", "99999999999w"], "--since must be at most 36,500 days"),
+        (["feedback_worker"], "Give either --periodic or --once"),
+        (["feedback_worker", "--once", "--job", "nope"], "Unknown job 'nope'"),
     ],
 )
 def test_a_bad_value_exits_with_1_and_a_clear_message(tmp_path, args, message):

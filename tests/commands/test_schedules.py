@@ -2,16 +2,17 @@
 
 import pytest
 from django.core.management.base import CommandError
-from django_q.models import Schedule
 
 from feedback_app.schedules import SCHEDULES
 
 from .conftest import run
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.django_q]
 
 
 def test_check_fails_on_a_missing_or_changed_schedule_and_writes_nothing():
+    from django_q.models import Schedule
+
     Schedule.objects.all().delete()
     with pytest.raises(CommandError, match="Missing or different: feedback_app.sweep_outbox"):
         run("feedback_schedules", "--check")
@@ -24,3 +25,13 @@ def test_check_fails_on_a_missing_or_changed_schedule_and_writes_nothing():
         run("feedback_schedules", "--check")
     assert "Created or updated: feedback_app.expire_overdue." in run("feedback_schedules")
     assert "already as configured" in run("feedback_schedules")
+
+
+def test_with_django_tasks_there_are_no_schedules_to_write(settings):
+    from django_q.models import Schedule
+
+    Schedule.objects.all().delete()
+    settings.FEEDBACK_APP = {**settings.FEEDBACK_APP, "QUEUE": "django_tasks"}
+    with pytest.raises(CommandError, match="feedback_worker --periodic"):
+        run("feedback_schedules")
+    assert not Schedule.objects.exists()

@@ -27,6 +27,7 @@ from ..test_qcluster import assert_each_reported_exactly_once, wait_until
 from .conftest import all_succeeded, call_states
 
 pytestmark = [
+    pytest.mark.django_q,
     pytest.mark.postgres,
     pytest.mark.redis,
     pytest.mark.django_db(transaction=True),

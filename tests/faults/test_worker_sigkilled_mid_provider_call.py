@@ -1,8 +1,8 @@
-"""Fault: the qcluster (its workers with it) is SIGKILLed while a worker is inside a provider
-call: the provider has the report, the outbox still has the call in flight. What survives: after
-the claim runs out, the sweep hands the call to a new cluster, which delivers it again with the
-same idempotency key; the provider, honouring the key, accepts each outcome exactly once, and
-no report is lost.
+"""Fault: the worker (a qcluster with its workers, or django-tasks-db's db_worker) is SIGKILLed
+while inside a provider call: the provider has the report, the outbox still has the call in
+flight (and db_worker's task row stays RUNNING). What survives: after the claim runs out, the
+sweep hands the call to a new worker, which delivers it again with the same idempotency key; the
+provider, honouring the key, accepts each outcome exactly once, and no report is lost.
 """
 
 from __future__ import annotations
@@ -20,10 +20,16 @@ from ..recording_provider import read_reports
 from ..test_qcluster import assert_each_reported_exactly_once, wait_until
 from .conftest import all_succeeded, call_states
 
-pytestmark = [
-    pytest.mark.postgres,
-    pytest.mark.redis,
-    pytest.mark.django_db(transaction=True),
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+#: The queue, with the fixtures that enqueue on it and start its worker.
+QUEUES = [
+    pytest.param(
+        ("enqueue_to_redis", "start_cluster"),
+        marks=[pytest.mark.django_q, pytest.mark.redis],
+        id="django_q",
+    ),
+    pytest.param(("enqueue_to_database", "start_db_worker"), id="django_tasks"),
 ]
 
 #: Seconds the provider takes per call in the first cluster: the window the kill lands in
@@ -31,9 +37,11 @@ pytestmark = [
 SLOW_PROVIDER = 3.0
 
 
-def test_sigkill_during_a_provider_call_delivers_once_after_the_sweep(
-    enqueue_to_redis, start_cluster, reports_path
-):
+@pytest.mark.parametrize("queue", QUEUES)
+def test_sigkill_during_a_provider_call_delivers_once_after_the_sweep(queue, request, reports_path):
+    enqueue, start_worker = queue
+    request.getfixturevalue(enqueue)
+    start_cluster = request.getfixturevalue(start_worker)
     cluster = start_cluster(provider_delay=SLOW_PROVIDER)
     messages = [make_message(provider="recording") for _ in range(4)]
     for message in messages:

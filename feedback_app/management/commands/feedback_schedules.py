@@ -7,6 +7,8 @@ from typing import Any
 from django.core.management.base import CommandError, CommandParser
 
 from ... import schedules
+from ...conf import app_settings
+from ...queue import DJANGO_Q
 from ..base import FeedbackCommand
 
 
@@ -14,9 +16,10 @@ class Command(FeedbackCommand):
     help = (
         "Create the django-q2 schedules the app needs ("
         + ", ".join(name.removeprefix("feedback_app.") for name in schedules.SCHEDULES)
-        + "; minutes from the SCHEDULES setting, cluster from QUEUE) or fix ones that differ. "
-        "migrate does the same. With --check, only report: exit status 1 when a schedule is "
-        "missing or differs."
+        + "; minutes from the SCHEDULES setting, cluster from DJANGO_Q_CLUSTER) or fix ones "
+        "that differ. migrate does the same. Only with QUEUE 'django_q' (with 'django_tasks', "
+        "feedback_worker runs the jobs). With --check, only report: exit status 1 when a "
+        "schedule is missing or differs."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -27,6 +30,12 @@ class Command(FeedbackCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if app_settings.QUEUE != DJANGO_Q:
+            raise CommandError(
+                f"FEEDBACK_APP['QUEUE'] is {app_settings.QUEUE!r}: there are no django-q2 "
+                "schedules to write. Run manage.py feedback_worker --periodic, or the jobs from "
+                'cron (docs/deployment.md, "Periodic work").'
+            )
         if options["check"]:
             outdated = schedules.outdated_schedules()
             if outdated:
