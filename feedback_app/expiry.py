@@ -31,8 +31,11 @@ _CALL_COLUMNS = (
 )
 _FAILED_PAYLOAD = '{"outcome": "failed"}'
 
+#: (how many expired, report call ids, expired message ids or [] when nobody listens)
+ExpiredBatch = tuple[int, list[int], list[uuid.UUID]]
 
-def expire_batch(now: datetime) -> tuple[int, list[int], list[uuid.UUID]]:
+
+def expire_batch(now: datetime) -> ExpiredBatch:
     """Expire up to EXPIRE_BATCH overdue messages. Must run inside a transaction.
 
     Returns (how many expired, ids of the report calls written, ids of the expired messages when
@@ -44,43 +47,16 @@ def expire_batch(now: datetime) -> tuple[int, list[int], list[uuid.UUID]]:
     # updated_at is this batch's own time, not the run's ``now``: a batch committed minutes
     # into a long run must still be newer than the rollups' watermark, or no refresh sees it.
     db_stamp = connection.ops.adapt_datetimefield_value(timezone.now())
-    # Earlier batches of the same run share ``now``; this batch's rows are the ones above these.
-    last_call = _last_pk(ProviderCall)
-    last_event = _last_pk(MessageEvent)
+    params = {**_params(db_now, batch), "stamp": db_stamp}
+    listening = feedback_changed.has_listeners()
     if connection.vendor == "postgresql":
-        count = _expire_postgresql(db_now, db_stamp, batch, providers)
-    else:
-        count = _expire_generic(db_now, db_stamp, batch, providers)
-    if not count:
-        return 0, [], []
-    # Rows written by this batch carry its exact timestamp and ids above the last ones before it.
-    call_ids = list(
-        ProviderCall.objects.filter(
-            pk__gt=last_call,
-            created_at=now,
-            state=CallState.PENDING,
-            operation=Operation.REPORT_FEEDBACK,
-        ).values_list("pk", flat=True)
-    )
-    message_ids: list[uuid.UUID] = []
-    if feedback_changed.has_listeners():
-        message_ids = list(
-            MessageEvent.objects.filter(
-                pk__gt=last_event,
-                created_at=now,
-                kind=EventKind.FEEDBACK,
-                to_value=Feedback.EXPIRED,
-                source=Source.SWEEP,
-            ).values_list("message_id", flat=True)
-        )
-    return count, call_ids, message_ids
+        return _expire_postgresql({**params, "providers": providers}, listening)
+    return _expire_generic(now, params, providers, listening)
 
 
-def _last_pk(model: type[MessageEvent] | type[ProviderCall]) -> int:
-    return model.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
-
-
-def _expire_postgresql(db_now: object, db_stamp: object, batch: int, providers: list[str]) -> int:
+def _expire_postgresql(params: dict[str, object], listening: bool) -> ExpiredBatch:
+    # The statement returns what it wrote: no second look at the tables for the ids.
+    message_ids = "ARRAY(SELECT id FROM expired)" if listening else "NULL"
     sql = f"""
         WITH due AS (
             SELECT id FROM {M}
@@ -102,19 +78,56 @@ def _expire_postgresql(db_now: object, db_stamp: object, batch: int, providers: 
                    NULL, '', '', gen_random_uuid(), %(now)s, NULL
             FROM expired
             WHERE feedback_requested AND provider = ANY(%(providers)s)
+            RETURNING id
         )
-        SELECT count(*) FROM expired
+        SELECT (SELECT count(*) FROM expired), ARRAY(SELECT id FROM calls ORDER BY id),
+               {message_ids}
     """
     with connection.cursor() as cursor:
-        cursor.execute(sql, {**_params(db_now, batch, providers), "stamp": db_stamp})
-        return cursor.fetchone()[0]
+        cursor.execute(sql, params)
+        count, call_ids, expired_ids = cursor.fetchone()
+    return count, call_ids, expired_ids or []
 
 
-def _expire_generic(db_now: object, db_stamp: object, batch: int, providers: list[str]) -> int:
-    # Without the list: SQLite binds no lists, and Django's debug cursor (DEBUG=True) quotes
-    # every value of the dict when it logs the query. The providers go in one by one below.
-    params = {**_params(db_now, batch, providers), "stamp": db_stamp}
-    del params["providers"]
+def _expire_generic(
+    now: datetime, params: dict[str, object], providers: list[str], listening: bool
+) -> ExpiredBatch:
+    # Earlier batches of the same run share ``now``; this batch's rows are the ones above these.
+    last_call = _last_pk(ProviderCall)
+    last_event = _last_pk(MessageEvent)
+    count = _expire_generic_statements(params, providers)
+    if not count:
+        return 0, [], []
+    # Rows written by this batch carry its exact timestamp and ids above the last ones before it.
+    call_ids = list(
+        ProviderCall.objects.filter(
+            pk__gt=last_call,
+            created_at=now,
+            state=CallState.PENDING,
+            operation=Operation.REPORT_FEEDBACK,
+        ).values_list("pk", flat=True)
+    )
+    message_ids: list[uuid.UUID] = []
+    if listening:
+        message_ids = list(
+            MessageEvent.objects.filter(
+                pk__gt=last_event,
+                created_at=now,
+                kind=EventKind.FEEDBACK,
+                to_value=Feedback.EXPIRED,
+                source=Source.SWEEP,
+            ).values_list("message_id", flat=True)
+        )
+    return count, call_ids, message_ids
+
+
+def _last_pk(model: type[MessageEvent] | type[ProviderCall]) -> int:
+    return model.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+
+
+def _expire_generic_statements(params: dict[str, object], providers: list[str]) -> int:
+    # The providers one by one, not as a list: SQLite binds no lists, and Django's debug cursor
+    # (DEBUG=True) quotes every value of the dict when it logs the query.
     due = f"""
         SELECT id FROM {M}
         WHERE feedback = %(pending)s AND feedback_deadline <= %(now)s
@@ -153,7 +166,7 @@ def _expire_generic(db_now: object, db_stamp: object, batch: int, providers: lis
         return count
 
 
-def _params(db_now: object, batch: int, providers: list[str]) -> dict[str, object]:
+def _params(db_now: object, batch: int) -> dict[str, object]:
     return {
         "now": db_now,
         "batch": batch,
@@ -164,5 +177,4 @@ def _params(db_now: object, batch: int, providers: list[str]) -> dict[str, objec
         "operation": Operation.REPORT_FEEDBACK.value,
         "payload": _FAILED_PAYLOAD,
         "call_pending": CallState.PENDING.value,
-        "providers": providers,
     }

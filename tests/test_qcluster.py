@@ -12,11 +12,13 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
 from django.db import connection
+from django.utils import timezone
 
 from feedback_app import services, tasks
 from feedback_app.models import Message, ProviderCall
@@ -150,7 +152,9 @@ def confirm_batch(size: int) -> list[Message]:
     return messages
 
 
-def assert_each_reported_exactly_once(messages: list[Message], reports_path: Path) -> None:
+def assert_each_reported_exactly_once(
+    messages: list[Message], reports_path: Path, outcome: str = "confirmed"
+) -> None:
     """Each message's outcome was accepted once; any repeat was the same call's idempotent retry."""
     keys = dict(
         ProviderCall.objects.filter(message__in=messages).values_list(
@@ -161,7 +165,7 @@ def assert_each_reported_exactly_once(messages: list[Message], reports_path: Pat
     received = [r for r in read_reports(reports_path) if r["provider_message_id"] in wanted]
     accepted = Counter(r["provider_message_id"] for r in received if not r["duplicate"])
     assert accepted == Counter(wanted), "some outcome was lost or accepted twice"
-    assert {r["outcome"] for r in received} == {"confirmed"}
+    assert {r["outcome"] for r in received} == {outcome}
     for report in received:
         assert report["idempotency_key"] == str(keys[report["provider_message_id"]])
 
@@ -217,3 +221,20 @@ def test_a_real_cluster_delivers_each_report_once_and_recovers_from_kill_and_los
     assert tasks.sweep_outbox() == 0
     time.sleep(1)
     assert read_reports(reports_path) == before
+
+
+def test_a_real_cluster_delivers_an_expiry_batch_handed_over_in_tasks_of_several_calls(
+    enqueue_to_redis, start_cluster, reports_path, queue_name
+):
+    from django_q.brokers import get_broker
+
+    messages = [make_message(provider="recording") for _ in range(40)]
+    Message.objects.filter(pk__in=[m.pk for m in messages]).update(
+        feedback_deadline=timezone.now() - timedelta(minutes=1)
+    )
+    assert services.expire_overdue() == 40
+    # Fewer tasks than calls: tasks.deliver_calls packages, which the cluster must accept.
+    assert get_broker(queue_name).queue_size() < 40
+    cluster = start_cluster()
+    wait_until(lambda: all_succeeded(messages), "the expiry's reports are delivered", cluster)
+    assert_each_reported_exactly_once(messages, reports_path, outcome="failed")

@@ -1,14 +1,14 @@
 """The hand-off to the task queue (feedback_app/queue.py): a confirmation reaches the provider on
-either queue, django-q2 gets a batch in one round trip (Redis pipeline, one ORM insert), and a
-broken queue only leaves the calls for the sweep."""
+either queue, django-q2 gets a batch in one round trip (Redis pipeline, one ORM insert) of tasks
+of a few calls each, and a broken queue only leaves the calls for the sweep."""
 
 from __future__ import annotations
 
 import pytest
-from django.db import connection
+from django.db import OperationalError, connection
 from django.test.utils import CaptureQueriesContext
 
-from feedback_app import queue, services
+from feedback_app import outbox, queue, services, tasks
 from feedback_app.models import ProviderCall
 from feedback_app.providers import locmem
 from feedback_app.states import CallState
@@ -121,6 +121,15 @@ def unpack(package: bytes | str) -> dict:
     return SignedPackage.loads(package)
 
 
+def delivered_calls(task: dict) -> list[int]:
+    """The call ids a django-q2 task package delivers (one call, or a few in order)."""
+    (arg,) = task["args"]
+    if task["func"] == queue.DJANGO_Q_DELIVER:
+        return [arg]
+    assert task["func"] == queue.DJANGO_Q_DELIVER_MANY
+    return list(arg)
+
+
 @pytest.mark.django_q
 def test_the_orm_broker_gets_a_batch_in_one_insert(django_q_broker, monkeypatch, settings):
     from django_q.models import OrmQ
@@ -131,12 +140,41 @@ def test_the_orm_broker_gets_a_batch_in_one_insert(django_q_broker, monkeypatch,
     with CaptureQueriesContext(connection) as queries:
         assert queue.enqueue(ids) == 300
     inserts = [q for q in queries if q["sql"].startswith("INSERT")]
-    assert len(inserts) <= 3  # SQLite splits by its limit on bound parameters; not 300
+    assert len(inserts) == 1
     rows = OrmQ.objects.filter(key="feedback_batch").order_by("pk")
     tasks = [unpack(row.payload) for row in rows]
-    assert [task["args"] for task in tasks] == [(call_id,) for call_id in ids]
-    assert {task["func"] for task in tasks} == {queue.DJANGO_Q_DELIVER}
-    assert len({task["id"] for task in tasks}) == 300
+    # Tasks of DJANGO_Q_CALLS_PER_TASK calls, every call once, in the order handed over.
+    assert len(tasks) == 300 // queue.DJANGO_Q_CALLS_PER_TASK
+    assert [c for task in tasks for c in delivered_calls(task)] == ids
+    assert {task["func"] for task in tasks} == {queue.DJANGO_Q_DELIVER_MANY}
+    assert len({task["id"] for task in tasks}) == len(tasks)
+
+
+@pytest.mark.django_q
+@pytest.mark.parametrize(
+    ("calls", "workers", "sizes"),
+    [
+        (1, 4, [1]),  # a confirmation: one task of one call, as always
+        (3, 4, [1, 1, 1]),  # fewer calls than workers: a task each, delivered in parallel
+        (10, 4, [3, 3, 3, 1]),  # spread over the workers
+        (60, 2, [25, 25, 10]),  # at most DJANGO_Q_CALLS_PER_TASK per task
+    ],
+)
+def test_a_hand_off_is_spread_over_the_workers_in_tasks_of_a_few_calls(
+    django_q_broker, monkeypatch, settings, calls, workers, sizes
+):
+    from django_q.models import OrmQ
+
+    monkeypatch.setattr(django_q_broker, "ORM", "default")
+    monkeypatch.setattr(django_q_broker, "WORKERS", workers)
+    monkeypatch.setattr(queue, "DJANGO_Q_CALLS_PER_TASK", 25)
+    settings.FEEDBACK_APP = {**settings.FEEDBACK_APP, "DJANGO_Q_CLUSTER": "feedback_spread"}
+    assert queue.enqueue(range(1, calls + 1)) == calls
+    tasks = [unpack(row.payload) for row in OrmQ.objects.order_by("pk")]
+    assert [len(delivered_calls(task)) for task in tasks] == sizes
+    assert [c for task in tasks for c in delivered_calls(task)] == list(range(1, calls + 1))
+    single = [task for task in tasks if task["func"] == queue.DJANGO_Q_DELIVER]
+    assert all(isinstance(task["args"][0], int) for task in single)
 
 
 @pytest.mark.django_q
@@ -155,11 +193,12 @@ def test_the_redis_broker_gets_a_batch_in_one_pipeline(django_q_broker, monkeypa
     )
     try:
         assert queue.enqueue(range(1, 2501)) == 2500
-        assert executed == [1]  # one round trip for 2,500 tasks
-        assert broker.queue_size() == 2500
+        assert executed == [1]  # one round trip for 2,500 calls
+        tasks = 2500 // queue.DJANGO_Q_CALLS_PER_TASK
+        assert broker.queue_size() == tasks
         first, last = broker.dequeue()[0][1], broker.connection.rpop(broker.list_key)
-        assert unpack(first)["args"] == (1,)
-        assert unpack(last)["args"] == (2500,)
+        assert delivered_calls(unpack(first))[0] == 1
+        assert delivered_calls(unpack(last))[-1] == 2500
     finally:
         broker.delete_queue()
 
@@ -178,3 +217,77 @@ def test_a_redis_broker_that_is_down_leaves_the_batch_to_the_sweep(
     call = ProviderCall.objects.get(message=message)
     assert (call.state, call.attempts) == (CallState.PENDING, 0)
     assert queue._broker.cache_info().currsize == 0  # rebuilt (reconnected) next time
+
+
+# django-q2: the task of a few calls -----------------------------------------------------------
+
+
+def pending_calls(count: int) -> list[int]:
+    """Ids of ``count`` report calls written and committed, not yet handed to any queue."""
+    ids = []
+    for _ in range(count):
+        message = make_message()
+        assert services.confirm(message) is True  # the test's on-commit hooks never run
+        ids.append(ProviderCall.objects.get(message=message).pk)
+    return ids
+
+
+def test_a_task_of_several_calls_delivers_each_once_in_order():
+    ids = pending_calls(3)
+    done = ProviderCall.objects.get(pk=ids[1])
+    assert outbox.deliver(done.pk) == CallState.SUCCEEDED  # a sweep's task was faster
+    assert tasks.deliver_calls(ids) == {"succeeded": 2, "skipped": 1}
+    assert set(ProviderCall.objects.values_list("state", flat=True)) == {CallState.SUCCEEDED}
+    pmids = dict(ProviderCall.objects.values_list("pk", "message__provider_message_id"))
+    assert [r["provider_message_id"] for r in locmem.reports] == [
+        pmids[ids[1]],
+        pmids[ids[0]],
+        pmids[ids[2]],
+    ]
+
+
+def test_one_calls_error_is_logged_and_the_others_are_still_delivered(monkeypatch, caplog):
+    ids = pending_calls(3)
+    deliver = outbox.deliver
+
+    def database_gone_for_the_second(call_id: int) -> str | None:
+        if call_id == ids[1]:
+            raise OperationalError("server closed the connection unexpectedly")
+        return deliver(call_id)
+
+    monkeypatch.setattr(outbox, "deliver", database_gone_for_the_second)
+    assert tasks.deliver_calls(ids) == {"succeeded": 2, "error": 1}
+    assert f"delivering call {ids[1]} failed" in caplog.text
+    # Left in the outbox, where the sweep finds it.
+    assert ProviderCall.objects.get(pk=ids[1]).state == CallState.PENDING
+
+
+def test_a_slow_batch_hands_its_remaining_calls_back_well_before_the_task_timeout(monkeypatch):
+    ids = pending_calls(5)
+    now = [1000.0]
+    deliver = outbox.deliver
+
+    def slow_deliver(call_id: int) -> str | None:
+        now[0] += 12  # the provider takes 12 s per call
+        return deliver(call_id)
+
+    handed_back: list[list[int]] = []
+    monkeypatch.setattr(tasks.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(outbox, "deliver", slow_deliver)
+    monkeypatch.setattr(tasks.queue, "enqueue", lambda rest: handed_back.append(rest) or 0)
+    monkeypatch.setattr(tasks, "_time_limit", lambda: 60.0)
+    # Within half the limit (30 s) with room for the slowest call so far: two calls, 24 s.
+    assert tasks.deliver_calls(ids) == {"succeeded": 2, "handed_back": 3}
+    assert now[0] - 1000 == 24
+    assert handed_back == [ids[2:]]
+    states = dict(ProviderCall.objects.values_list("pk", "state"))
+    assert [states[i] for i in ids] == [CallState.SUCCEEDED] * 2 + [CallState.PENDING] * 3
+
+
+@pytest.mark.django_q
+def test_the_time_limit_is_the_clusters_timeout_then_retry(django_q_broker, monkeypatch):
+    monkeypatch.setattr(django_q_broker, "TIMEOUT", 60)
+    monkeypatch.setattr(django_q_broker, "RETRY", 120)
+    assert tasks._time_limit() == 60
+    monkeypatch.setattr(django_q_broker, "TIMEOUT", None)
+    assert tasks._time_limit() == 120
