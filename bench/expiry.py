@@ -2,9 +2,9 @@
 ``UPDATE`` of the same rows.
 
 Two providers: one that takes no ``failed`` report (transition and event per message, like
-Twilio), at full size; one that does (AWS-like: an outbox row per message too, and a task per
-call handed to the broker after commit, a batch per round trip), at a tenth of it, with the
-hand-off's time reported apart. Target: expiry with reports at most TARGET x the bare UPDATE.
+Twilio), at full size; one that does (AWS-like: an outbox row per message too, handed to the
+broker after commit in tasks of a few calls, a batch per round trip), at a tenth of it, with
+the hand-off's time reported apart. Target: expiry with reports at most TARGET x the bare UPDATE.
 
 Run: ``python -m bench.expiry [--quick]`` with DATABASE_URL naming PostgreSQL.
 """
