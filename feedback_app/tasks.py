@@ -1,4 +1,4 @@
-"""The periodic jobs and the django-q2 deliver task. Each is small: the work lives in ``outbox``
+"""The periodic jobs and the django-q2 deliver tasks. Each is small: the work lives in ``outbox``
 and ``services``. django-q2 schedules run the jobs, or ``manage.py feedback_worker`` does."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def deliver_call(call_id: int) -> str | None:
 
 
 def deliver_calls(call_ids: Sequence[int]) -> dict[str, int]:
-    """Deliver a few calls one after another (a hand-off of many calls: expiry, the sweep).
+    """Deliver a few calls one after another (a hand-off of many: expiry, the sweep, a retry).
 
     Each call is claimed on its own as it starts, so CLAIM_TIMEOUT bounds one call, not the
     batch; what bounds the batch is the cluster's ``timeout``, which would kill the task in the
