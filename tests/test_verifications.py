@@ -408,3 +408,38 @@ def test_concurrent_confirmations_of_one_verification_convert_it_once():
     assert states == [Feedback.CONFIRMED] + [Feedback.SUPERSEDED] * 3
     winner = next(m for i, m in enumerate(messages) if results[i])
     assert Verification.objects.get().converting_message_id == winner.pk
+
+
+# -- retention and the command -----------------------------------------------------------------
+
+
+def test_a_purge_deletes_a_verification_with_the_last_of_its_messages(clock):
+    from feedback_app import retention
+
+    old = clock.now - timedelta(days=40)
+    first, resend = attempt("old", 2, sent_at=old)
+    services.confirm(resend, at=old + timedelta(minutes=1))
+    (kept,) = attempt("spans", 1, sent_at=old)
+    make_message(verification="spans", sent_at=clock.now - timedelta(days=1))
+    ProviderCall.objects.update(state=CallState.SUCCEEDED)  # a purge waits for open calls
+    retention.purge(clock.now - timedelta(days=30))
+    assert list(Verification.objects.values_list("key_hash", flat=True)) == [key_hash("spans")]
+    assert Message.objects.filter(verification__key_hash=key_hash("spans")).count() == 1
+
+
+def test_feedback_report_prints_the_verification_numbers():
+    import io
+    import json
+
+    from django.core.management import call_command
+
+    make_history(timezone.now())
+    out = io.StringIO()
+    call_command("feedback_report", "--format", "json", stdout=out)
+    totals = json.loads(out.getvalue())["totals"]
+    assert (totals["verifications"], totals["verifications_converted"]) == (3, 2)
+    assert totals["superseded"] == 2 and totals["resends"] == 2
+    out = io.StringIO()
+    call_command("feedback_report", stdout=out)
+    table = out.getvalue()
+    assert "verif conversion" in table and "66.7%" in table and "0.67" in table
