@@ -12,7 +12,6 @@ import hashlib
 import hmac
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -80,24 +79,20 @@ def attach(message: Message, hashed: str, recipient: Recipient) -> None:
     """Put ``message`` (not saved yet) in the verification of ``hashed``, created if new.
 
     Must run in the transaction that inserts the message. Two first sends of one key at once
-    end in one row: the loser's INSERT waits on the unique key, fails, and reads the winner's
-    row (a savepoint keeps the outer transaction usable). A resend bumps the verification's
-    count and the first message's ``updated_at``, so the rollups recount the hour that carries
-    the verification.
+    end in one row. A resend bumps the verification's count and the first message's
+    ``updated_at``, so the rollups recount the hour that carries the verification.
     """
-    try:
-        with transaction.atomic():
-            verification = Verification.objects.create(
-                key_hash=hashed,
-                purpose=message.purpose,
-                recipient_hash=recipient.hash,
-                country=recipient.country,
-                created_at=message.sent_at,
-            )
-        created = True
-    except IntegrityError:
-        verification = Verification.objects.get(key_hash=hashed)
-        created = False
+    # get_or_create inserts in a savepoint and reads the row again when the INSERT hits the
+    # unique key: on PostgreSQL the second INSERT waits for the first transaction, then fails.
+    verification, created = Verification.objects.get_or_create(
+        key_hash=hashed,
+        defaults={
+            "purpose": message.purpose,
+            "recipient_hash": recipient.hash,
+            "country": recipient.country,
+            "created_at": message.sent_at,
+        },
+    )
     _check_same_attempt(verification, recipient, message.purpose)
     message.verification = verification
     message.resend = not created
