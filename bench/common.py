@@ -172,11 +172,11 @@ def insert_pending(
                 id, provider, provider_message_id, channel, purpose, sender, recipient_hash,
                 recipient_masked, country, delivery_status, provider_status, feedback,
                 feedback_requested, confirmed_late, sent_at, feedback_deadline, metadata,
-                created_at, updated_at)
+                created_at, updated_at, resend)
             SELECT gen_random_uuid(), %s, %s || n, 'sms', 'otp', '', md5(n::text),
                    '+1******' || lpad((n %% 10000)::text, 4, '0'), 'US', 'sent', 'sent',
                    'pending', true, false, now() - interval '2 hours', {deadline}, '{{}}',
-                   now(), now()
+                   now(), now(), false
             FROM generate_series(1, %s) AS n
             """,  # noqa: S608
             [provider, prefix, count],

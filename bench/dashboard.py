@@ -167,7 +167,7 @@ def main() -> int:
             with connection.cursor() as cursor:
                 cursor.execute(
                     "TRUNCATE feedback_app_message, feedback_app_messageevent, "
-                    "feedback_app_providercall"
+                    "feedback_app_providercall, feedback_app_verification"
                 )
             start = time.perf_counter()
             demo.seed(days=30, messages=size)

@@ -28,9 +28,11 @@ def main() -> None:
         from django.db import connection, transaction
 
         from feedback_app import outbox, services
-        from feedback_app.models import Message, MessageEvent, ProviderCall
+        from feedback_app.models import Message, MessageEvent, ProviderCall, Verification
 
-        tables = ", ".join(m._meta.db_table for m in (Message, MessageEvent, ProviderCall))
+        tables = ", ".join(
+            m._meta.db_table for m in (Message, MessageEvent, ProviderCall, Verification)
+        )
 
         def fresh(provider: str, size: int) -> None:
             with connection.cursor() as cursor:

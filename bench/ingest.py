@@ -18,10 +18,10 @@ INSERT_MESSAGE = """
         id, provider, provider_message_id, channel, purpose, sender, recipient_hash,
         recipient_masked, country, delivery_status, provider_status, feedback,
         feedback_requested, confirmed_late, sent_at, feedback_deadline, metadata,
-        created_at, updated_at)
+        created_at, updated_at, resend)
     VALUES (%(id)s, 'locmem', %(pmid)s, 'sms', 'otp', '', %(hash)s, '+1******0123', 'US',
             'queued', '', 'pending', true, false, now(), now() + interval '10 minutes', '{{}}',
-            now(), now())
+            now(), now(), false)
 """
 INSERT_EVENT = """
     INSERT INTO {table} (message_id, kind, from_value, to_value, source, actor, created_at, detail)

@@ -21,9 +21,9 @@ from typing import Any
 from django.db import connections, models, router, transaction
 from django.utils import timezone
 
-from . import rollups
+from . import demo_verifications, rollups
 from .conf import feedback_window
-from .models import Message, MessageEvent, ProviderCall
+from .models import Message, MessageEvent, ProviderCall, Verification
 from .recipients import mask, recipient_hash
 from .states import CallState, Channel, Delivery, EventKind, Feedback, Operation, Source
 
@@ -212,13 +212,18 @@ def seed(
         # with one seed adds new rows instead of colliding on the unique provider message ids.
         salt = Message.objects.using(using).count()
         generator = _Generator(days, messages, rng_seed, now, pool, salt)
-        tables = [_Table(model, using) for model in (Message, MessageEvent, ProviderCall)]
+        verifier = demo_verifications.Verifier(rng_seed, salt)
+        models_ = (Verification, Message, MessageEvent, ProviderCall)
+        tables = [_Table(model, using) for model in models_]
         done = 0
-        for rows in generator.batches(BATCH_SIZE):
+        for messages_, events, calls in generator.batches(BATCH_SIZE):
+            verifications = verifier.apply(messages_, events, calls)
             # Parents first: the events and calls point at the messages of this batch.
-            for table, table_rows in zip(tables, rows, strict=True):
+            for table, table_rows in zip(
+                tables, (verifications, messages_, events, calls), strict=True
+            ):
                 table.insert(table_rows)
-            done += len(rows[0])
+            done += len(messages_)
             if progress is not None:
                 progress(done, messages)
         # The rows carry their own history's updated_at, mostly before the rollups' watermark,

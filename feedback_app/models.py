@@ -44,6 +44,18 @@ class Message(models.Model):
     #: When polling last asked the provider about this message. Polling asks the least recently
     #: asked first, so messages that never settle cannot starve newer ones.
     polled_at = models.DateTimeField(_("polled at"), null=True, blank=True)
+    #: The attempt this message belongs to (``send(..., verification=key)``), with its resends.
+    verification = models.ForeignKey(
+        "Verification",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="messages",
+        verbose_name=_("verification"),
+    )
+    #: A later message of its verification; the first one carries the verification's counts in
+    #: the rollups.
+    resend = models.BooleanField(_("resend"), default=False)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
@@ -199,6 +211,12 @@ class HourlyRollup(models.Model):
     failed = models.PositiveIntegerField(_("failed"), default=0)
     expired = models.PositiveIntegerField(_("expired"), default=0)
     pending = models.PositiveIntegerField(_("pending"), default=0)
+    superseded = models.PositiveIntegerField(_("superseded"), default=0)
+    # Verifications, counted at their first message (its hour and dimensions).
+    verifications = models.PositiveIntegerField(_("verifications"), default=0)
+    verifications_converted = models.PositiveIntegerField(_("verifications converted"), default=0)
+    resends = models.PositiveIntegerField(_("resends"), default=0)
+    verifications_resent = models.PositiveIntegerField(_("verifications resent"), default=0)
     # Confirmed messages per time-to-confirm bucket (see CONFIRM_BUCKETS): integer columns
     # rather than an array, so every database sums them the same way.
     confirm_lt_5s = models.PositiveIntegerField(default=0)
@@ -266,6 +284,12 @@ class DailyRollup(models.Model):
     failed = models.PositiveIntegerField(_("failed"), default=0)
     expired = models.PositiveIntegerField(_("expired"), default=0)
     pending = models.PositiveIntegerField(_("pending"), default=0)
+    superseded = models.PositiveIntegerField(_("superseded"), default=0)
+    # Verifications, counted at their first message (its hour and dimensions).
+    verifications = models.PositiveIntegerField(_("verifications"), default=0)
+    verifications_converted = models.PositiveIntegerField(_("verifications converted"), default=0)
+    resends = models.PositiveIntegerField(_("resends"), default=0)
+    verifications_resent = models.PositiveIntegerField(_("verifications resent"), default=0)
     # Confirmed messages per time-to-confirm bucket (see CONFIRM_BUCKETS): integer columns
     # rather than an array, so every database sums them the same way.
     confirm_lt_5s = models.PositiveIntegerField(default=0)
@@ -355,3 +379,38 @@ class SnsSubscription(models.Model):
 
     def __str__(self) -> str:
         return f"{self.provider}: {self.topic_arn}"
+
+
+class Verification(models.Model):
+    """One attempt to verify a recipient (a login, a sign-up): its first message and resends.
+
+    Found by a keyed hash of the host's key (``verifications.key_hash``), never the key itself:
+    a key may identify a person. Written only by ``services`` (through ``verifications``).
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    key_hash = models.CharField(_("key hash"), max_length=64, unique=True)
+    purpose = models.SlugField(_("purpose"), max_length=64)
+    recipient_hash = models.CharField(_("recipient hash"), max_length=64)
+    country = models.CharField(_("country"), max_length=2, blank=True, default="")
+    #: Messages added after the first one.
+    resends = models.PositiveIntegerField(_("resends"), default=0)
+    created_at = models.DateTimeField(_("created at"))
+    converted_at = models.DateTimeField(_("converted at"), null=True, blank=True)
+    converting_message = models.ForeignKey(
+        Message,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("converting message"),
+    )
+
+    class Meta:
+        verbose_name = _("verification")
+        verbose_name_plural = _("verifications")
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["-created_at"], name="feedback_app_verif_created")]
+
+    def __str__(self) -> str:
+        return f"{self.purpose} {self.id}"

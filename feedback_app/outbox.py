@@ -65,6 +65,29 @@ def add_report(
     return call
 
 
+def report_superseded(message: Message, now: datetime) -> ProviderCall | None:
+    """Write what the provider advises for ``message``, just superseded (another message of its
+    verification was confirmed): ``Provider.superseded_outcome`` decides.
+
+    No outcome: nothing is reported, and a report still waiting (the expiry's ``failed``) is
+    superseded. An outcome already reported (or waiting) is not written twice.
+    """
+    if not message.feedback_requested:
+        return None
+    try:
+        provider = get_provider(message.provider)
+    except KeyError:
+        return None
+    outcome = provider.superseded_outcome(message)
+    reports = ProviderCall.objects.filter(message=message, operation=Operation.REPORT_FEEDBACK)
+    if outcome is None:
+        reports.filter(state=CallState.PENDING).update(state=CallState.SUPERSEDED, completed_at=now)
+        return None
+    if reports.filter(payload__outcome=outcome).exclude(state=CallState.SUPERSEDED).exists():
+        return None
+    return add_report(message, outcome, now)
+
+
 def backoff(attempts: int) -> timedelta:
     """Full-jitter exponential backoff: uniform(0, min(max_delay, base * 2**(attempts - 1)))."""
     retry = app_settings.RETRY

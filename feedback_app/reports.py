@@ -38,7 +38,7 @@ from django.db.models import (
     Value,
     Window,
 )
-from django.db.models.functions import RowNumber, TruncDate, TruncHour
+from django.db.models.functions import Coalesce, RowNumber, TruncDate, TruncHour
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
@@ -144,6 +144,22 @@ class Totals:
     #: Seconds from ``sent_at`` to ``confirmed_at`` over confirmed messages (None: none).
     median_seconds_to_confirm: float | None
     p90_seconds_to_confirm: float | None
+    #: Another message of its verification was confirmed (docs/verifications.md).
+    superseded: int = 0
+    #: Verifications (attempts, ``send(..., verification=key)``) started by these messages:
+    #: each counted once, at its first message.
+    verifications: int = 0
+    #: Of those, converted through any of their messages.
+    verifications_converted: int = 0
+    #: verifications_converted / verifications; None without verifications.
+    verification_conversion_rate: float | None = None
+    #: Messages after the first of those verifications.
+    resends: int = 0
+    #: Verifications with at least one resend.
+    verifications_resent: int = 0
+    #: resends / verifications, and verifications_resent / verifications; None without any.
+    mean_resends: float | None = None
+    resent_share: float | None = None
 
 
 @dataclass(frozen=True)
@@ -173,7 +189,7 @@ class Percentile(Aggregate):
         super().__init__(expression, fraction=float(fraction), **extra)
 
 
-_COUNTS: dict[str, Count] = {
+_COUNTS: dict[str, Any] = {
     "attempted": Count("pk"),
     "delivered_ok": Count("pk", filter=Q(delivery_status__in=sorted(DELIVERY_OK))),
     "confirmed": Count("pk", filter=Q(feedback=Feedback.CONFIRMED)),
@@ -181,6 +197,14 @@ _COUNTS: dict[str, Count] = {
     "failed": Count("pk", filter=Q(feedback=Feedback.FAILED)),
     "expired": Count("pk", filter=Q(feedback=Feedback.EXPIRED)),
     "pending": Count("pk", filter=Q(feedback=Feedback.PENDING)),
+    "superseded": Count("pk", filter=Q(feedback=Feedback.SUPERSEDED)),
+    # A verification counts at its first message; its counts are read from its row there.
+    "verifications": Count("pk", filter=Q(resend=False, verification__isnull=False)),
+    "verifications_converted": Count(
+        "pk", filter=Q(resend=False, verification__converted_at__isnull=False)
+    ),
+    "resends": Coalesce(Sum("verification__resends", filter=Q(resend=False)), 0),
+    "verifications_resent": Count("pk", filter=Q(resend=False, verification__resends__gte=1)),
 }
 
 
@@ -244,8 +268,13 @@ def percentiles_by_rank(
     return result
 
 
+def _ratio(numerator: int, denominator: int) -> float | None:
+    return numerator / denominator if denominator else None
+
+
 def _totals(counts: Mapping[str, Any], percentiles: Mapping[str, float | None]) -> Totals:
     attempted = counts["attempted"]
+    verifications = counts["verifications"]
     return Totals(
         attempted=attempted,
         delivered_ok=counts["delivered_ok"],
@@ -258,6 +287,14 @@ def _totals(counts: Mapping[str, Any], percentiles: Mapping[str, float | None]) 
         delivery_rate=counts["delivered_ok"] / attempted if attempted else None,
         median_seconds_to_confirm=percentiles.get("median_seconds_to_confirm"),
         p90_seconds_to_confirm=percentiles.get("p90_seconds_to_confirm"),
+        superseded=counts["superseded"],
+        verifications=verifications,
+        verifications_converted=counts["verifications_converted"],
+        verification_conversion_rate=_ratio(counts["verifications_converted"], verifications),
+        resends=counts["resends"],
+        verifications_resent=counts["verifications_resent"],
+        mean_resends=_ratio(counts["resends"], verifications),
+        resent_share=_ratio(counts["verifications_resent"], verifications),
     )
 
 

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 
 from . import rollups
 from .conf import app_settings
-from .models import Message, MessageEvent, ProviderCall
+from .models import Message, MessageEvent, ProviderCall, Verification
 from .outbox import OPEN_STATES
 
 #: Messages deleted per transaction.
@@ -88,10 +88,19 @@ def purge(
                 .values_list("hour", flat=True)
                 .distinct()
             )
+            verification_ids = set(
+                Message.objects.filter(pk__in=ids, verification__isnull=False).values_list(
+                    "verification_id", flat=True
+                )
+            )
             # Children first, explicitly: no rows are loaded into Python for the cascade.
             totals[1] += MessageEvent.objects.filter(message_id__in=ids).delete()[0]
             totals[2] += ProviderCall.objects.filter(message_id__in=ids).delete()[0]
             totals[0] += Message.objects.filter(pk__in=ids).delete()[0]
+            # A verification goes with the last of its messages.
+            Verification.objects.filter(pk__in=verification_ids).exclude(
+                Exists(Message.objects.filter(verification=OuterRef("pk")))
+            ).delete()
             # A deletion leaves no updated_at for the next refresh to see.
             rollups.recompute([(hour, hour + timedelta(hours=1)) for hour in hours])
         if progress is not None:

@@ -45,6 +45,11 @@ _COUNTERS = (
     "failed",
     "expired",
     "pending",
+    "superseded",
+    "verifications",
+    "verifications_converted",
+    "resends",
+    "verifications_resent",
     *CONFIRM_BUCKET_FIELDS,
 )
 

@@ -20,11 +20,11 @@ from django.dispatch import Signal
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from . import outbox, signals
+from . import outbox, signals, verifications
 from .conf import app_settings, feedback_window
 from .errors import field_error
 from .expiry import expire_batch
-from .models import Message, MessageEvent
+from .models import Message, MessageEvent, Verification
 from .providers.base import get_provider, provider_keys
 from .recipients import Recipient, parse_recipient
 from .states import (
@@ -155,13 +155,18 @@ def track(
     provider_status: str = "",
     message_id: uuid.UUID | None = None,
     source: str = Source.PYTHON,
+    verification: str | None = None,
 ) -> Message:
     """Record a message the host app sent itself.
 
-    Bad input raises ``ValidationError`` naming the field, and nothing is written.
+    ``verification`` is the host's key of the attempt this message belongs to (a login attempt
+    id...): messages tracked with the same key are one verification, the later ones resends
+    (docs/verifications.md). Bad input raises ``ValidationError`` naming the field, and nothing
+    is written.
     """
     _check_provider(provider)
     _check_source(source)
+    verification_hash = verifications.check_key(verification)
     sent_at = _aware(sent_at, "sent_at")
     if not isinstance(feedback_requested, bool):
         raise field_error("feedback_requested", _("Expected a boolean."))
@@ -181,7 +186,8 @@ def track(
         delivery_status=delivery_status,
         provider_status=provider_status,
     )
-    _insert(message, source)
+    verifications.check_existing(verification_hash, recipient, message.purpose)
+    _insert(message, source, verification_hash, recipient)
     return message
 
 
@@ -196,6 +202,7 @@ def send(
     metadata: dict[str, Any] | None = None,
     source: str = Source.PYTHON,
     message_id: uuid.UUID | None = None,
+    verification: str | None = None,
     **options: Any,
 ) -> Message:
     """Send ``body`` through the provider with feedback enabled and track the result.
@@ -204,10 +211,13 @@ def send(
     provider is called, so bad input sends nothing. Provider errors (``RetryableError``,
     ``PermanentError``) reach the caller and nothing is written. Choose ``message_id`` yourself
     to put ``confirmation_token(message_id)`` in the body (a link that confirms the message).
+    ``verification``: the host's key of the attempt, as for ``track``; a resend is a new send
+    with the same key.
     """
     _check_provider(provider)
     _check_source(source)
     _check_channel(channel)
+    verification_hash = verifications.check_key(verification)
     if not isinstance(body, str) or not body:
         raise field_error("body", _("Expected a non-empty string."))
     if message_id is not None and not isinstance(message_id, uuid.UUID):
@@ -230,6 +240,7 @@ def send(
     )
     if Message.objects.filter(pk=message.pk).exists():
         raise field_error("message_id", _("A message with this id already exists."), "duplicate")
+    verifications.check_existing(verification_hash, recipient, message.purpose)
     result = get_provider(provider).send(
         to=recipient.address,
         body=body,
@@ -253,7 +264,7 @@ def send(
         delivery_status=result.delivery_status,
         provider_status=result.provider_status,
     )
-    _insert(message, source)
+    _insert(message, source, verification_hash, recipient)
     return message
 
 
@@ -349,11 +360,15 @@ def _new_message(
     return message
 
 
-def _insert(message: Message, source: str) -> None:
+def _insert(
+    message: Message, source: str, verification_hash: str | None, recipient: Recipient
+) -> None:
     if message.delivery_status == Delivery.DELIVERED and message.delivered_at is None:
         message.delivered_at = message.sent_at  # delivered when sent (a Chime SENT, say)
     try:
         with transaction.atomic():
+            if verification_hash is not None:
+                verifications.attach(message, verification_hash, recipient)
             message.save(force_insert=True)
             MessageEvent.objects.create(
                 message=message,
@@ -410,6 +425,11 @@ def _change_feedback(
                         "at", _("This is before the message was sent."), "before_sent"
                     )
                 at = msg.sent_at  # the provider's clock ran ahead of ours
+            converts = target == Feedback.CONFIRMED and msg.verification_id is not None
+            if converts:
+                # Confirmations of one verification one after the other: the second one then
+                # finds its message superseded (PostgreSQL; SQLite writers are serialized).
+                Verification.objects.select_for_update().filter(pk=msg.verification_id).exists()
             current = msg.feedback
             if not can_transition(current, target):
                 changed = False
@@ -446,11 +466,69 @@ def _change_feedback(
             _on_commit_send(
                 signals.feedback_changed, message=msg, old=current, new=target, source=source
             )
+            if converts:
+                _convert_verification(msg, at, now, source, actor)
             changed = True
             break
     if isinstance(message, Message):
         _copy_fields(msg, message)  # the caller's instance shows what is stored now
     return changed
+
+
+#: The states a message leaves for ``superseded`` when another message of its verification is
+#: confirmed (``states.TRANSITIONS``).
+_SUPERSEDABLE = (Feedback.PENDING, Feedback.EXPIRED)
+
+
+def _convert_verification(
+    msg: Message, at: datetime, now: datetime, source: str, actor: object
+) -> None:
+    """``msg`` was just confirmed: its verification converts (unless another message already
+    converted it) and its other pending or expired messages become ``superseded``.
+
+    Runs in the confirmation's transaction, the verification row locked.
+    """
+    if not Verification.objects.filter(pk=msg.verification_id, converted_at__isnull=True).update(
+        converted_at=at, converting_message=msg.pk
+    ):
+        return
+    # The rollups count the verification at its first message: its hour must be recounted.
+    Message.objects.filter(verification_id=msg.verification_id, resend=False).exclude(
+        pk=msg.pk
+    ).update(updated_at=now)
+    others = Message.objects.filter(
+        verification_id=msg.verification_id, feedback__in=_SUPERSEDABLE
+    ).exclude(pk=msg.pk)
+    for other in others:
+        # Compare-and-set again: the expiry sweep does not take the verification's lock.
+        while other.feedback in _SUPERSEDABLE:
+            old = other.feedback
+            if Message.objects.filter(pk=other.pk, feedback=old).update(
+                feedback=Feedback.SUPERSEDED, updated_at=now
+            ):
+                break
+            other.refresh_from_db(fields=["feedback"])
+        else:
+            continue
+        other.feedback, other.updated_at = Feedback.SUPERSEDED, now
+        MessageEvent.objects.create(
+            message_id=other.pk,
+            kind=EventKind.FEEDBACK,
+            from_value=old,
+            to_value=Feedback.SUPERSEDED,
+            source=source,
+            actor=actor_name(actor),
+            created_at=max(at, other.sent_at),
+            detail={"by": str(msg.pk)},
+        )
+        outbox.report_superseded(other, now)
+        _on_commit_send(
+            signals.feedback_changed,
+            message=other,
+            old=old,
+            new=Feedback.SUPERSEDED,
+            source=source,
+        )
 
 
 def _copy_fields(source: Message, target: Message) -> None:

@@ -21,14 +21,19 @@ class Feedback(models.TextChoices):
     FAILED = "failed", _("failed")
     #: The feedback window closed without a confirmation.
     EXPIRED = "expired", _("expired")
+    #: Another message of its verification (a resend, or the message it resent) was confirmed:
+    #: not a conversion, not a failure to deliver. Final.
+    SUPERSEDED = "superseded", _("superseded")
 
 
 #: target state -> the states it may be entered from. Confirming is allowed after a failure or
-#: expiry (a late conversion is still a conversion, counted as late); ``confirmed`` is final.
+#: expiry (a late conversion is still a conversion, counted as late); ``confirmed`` is final,
+#: and so is ``superseded``: its verification already converted through another message.
 TRANSITIONS: dict[str, frozenset[str]] = {
     Feedback.CONFIRMED: frozenset({Feedback.PENDING, Feedback.EXPIRED, Feedback.FAILED}),
     Feedback.FAILED: frozenset({Feedback.PENDING}),
     Feedback.EXPIRED: frozenset({Feedback.PENDING}),
+    Feedback.SUPERSEDED: frozenset({Feedback.PENDING, Feedback.EXPIRED}),
 }
 
 #: Entering confirmed from one of these makes the conversion late.

@@ -15,7 +15,7 @@ from django.db.models import F
 from feedback_app import demo
 from feedback_app.conf import feedback_window
 from feedback_app.models import Message, MessageEvent, ProviderCall
-from feedback_app.states import CallState, Channel, EventKind, Feedback, Source
+from feedback_app.states import CallState, Channel, Delivery, EventKind, Feedback, Source
 
 pytestmark = pytest.mark.django_db
 
@@ -186,13 +186,20 @@ def test_reports_are_recorded_as_each_provider_takes_them(seeded):
     assert set(ProviderCall.objects.values_list("state", flat=True)) == {CallState.SUCCEEDED}
     twilio_confirmed = Message.objects.filter(provider="twilio", feedback=Feedback.CONFIRMED)
     assert calls[("twilio", "confirmed")] == twilio_confirmed.count()
-    # AWS gets FAILED for every expiry (its own timer recommendation) and every host failure.
+    # AWS gets FAILED for every expiry (its own timer recommendation) and every host failure,
+    # and for a pending message superseded by a resend unless it was delivered.
     aws_failed = MessageEvent.objects.filter(
         message__provider="aws_sms",
         kind=EventKind.FEEDBACK,
         to_value__in=[Feedback.EXPIRED, Feedback.FAILED],
     )
-    assert calls[("aws_sms", "failed")] == aws_failed.count()
+    aws_superseded = MessageEvent.objects.filter(
+        message__provider="aws_sms",
+        kind=EventKind.FEEDBACK,
+        from_value=Feedback.PENDING,
+        to_value=Feedback.SUPERSEDED,
+    ).exclude(message__delivery_status=Delivery.DELIVERED)
+    assert calls[("aws_sms", "failed")] == aws_failed.count() + aws_superseded.count()
     for call in ProviderCall.objects.all()[:200]:
         assert call.created_at <= call.completed_at <= NOW
     sweep_expiries = MessageEvent.objects.filter(source=Source.SWEEP, to_value=Feedback.EXPIRED)
@@ -312,3 +319,25 @@ def test_help_explains_the_command():
     for option in ("--days", "--messages", "--seed", "--if-empty", "--superuser", "--no-progress"):
         assert option in text
     assert "twilio" in text and "without" in text
+
+
+def test_the_history_has_verifications_with_resends_and_superseded_messages(seeded):
+    from feedback_app.models import Verification
+    from feedback_app.reports import conversion_report
+
+    totals = conversion_report().totals
+    assert totals.verifications > 0.5 * totals.attempted
+    assert 0.05 < totals.resent_share < 0.4
+    assert totals.superseded > 0
+    assert totals.verification_conversion_rate > totals.conversion_rate
+    # A resend goes to the recipient of its attempt, for the same purpose.
+    for verification in Verification.objects.filter(resends__gt=0)[:50]:
+        messages = verification.messages.all()
+        assert {m.recipient_hash for m in messages} == {verification.recipient_hash}
+        assert {m.purpose for m in messages} == {verification.purpose}
+        assert sum(m.resend for m in messages) == verification.resends
+    converted = Verification.objects.filter(converted_at__isnull=False)
+    assert all(
+        v.converting_message.feedback == Feedback.CONFIRMED
+        for v in converted.select_related("converting_message")[:50]
+    )

@@ -3,5 +3,6 @@
 from .dashboard import ConversionDashboardAdmin
 from .messages import MessageAdmin, ProviderCallAdmin
 from .subscriptions import SnsSubscriptionAdmin  # noqa: F401 (registers it)
+from .verifications import VerificationAdmin  # noqa: F401 (registers it)
 
 __all__ = ["ConversionDashboardAdmin", "MessageAdmin", "ProviderCallAdmin"]

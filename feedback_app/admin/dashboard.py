@@ -510,6 +510,26 @@ def _tiles(totals: Totals, filters: ReportFilters) -> list[Tile]:
         Tile(_("p90 time to confirm"), formats.duration(totals.p90_seconds_to_confirm)),
         Tile(_("Late conversions"), formats.count(totals.confirmed_late), _("after the deadline")),
         Tile(_("Expired"), formats.count(totals.expired), _("never confirmed in time")),
+        Tile(
+            _("Conversion per verification"),
+            formats.percent(totals.verification_conversion_rate),
+            _("%(converted)s of %(verifications)s verifications converted")
+            % {
+                "converted": formats.count(totals.verifications_converted),
+                "verifications": formats.count(totals.verifications),
+            },
+        ),
+        Tile(
+            _("Resends per verification"),
+            formats.mean(totals.mean_resends),
+            _("%(share)s of verifications resent")
+            % {"share": formats.percent(totals.resent_share)},
+        ),
+        Tile(
+            _("Superseded"),
+            formats.count(totals.superseded),
+            _("another message of the verification converted"),
+        ),
     ]
 
 
@@ -534,6 +554,14 @@ COLUMNS: tuple[Column, ...] = (
     Column(_("p90"), "p90_seconds_to_confirm", formats.duration, _("time to confirm")),
     Column(_("Late"), "confirmed_late", formats.count, _("confirmed after the deadline")),
     Column(_("Expired"), "expired", formats.count, _("never confirmed in time")),
+    # Conversion counted per attempt: beside the per-message one, without widening the tables
+    # much (the other verification numbers are in the tiles and the CSV).
+    Column(
+        _("Verif."),
+        "verification_conversion_rate",
+        formats.percent,
+        _("conversion per verification: verifications converted / verifications"),
+    ),
 )
 
 

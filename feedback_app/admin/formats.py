@@ -29,6 +29,11 @@ def percent(rate: float | None) -> str:
     return MISSING if rate is None else f"{rate * 100:.1f} %"
 
 
+def mean(value: float | None) -> str:
+    """0.4567 -> "0.46" (a mean count per item: resends per verification)."""
+    return MISSING if value is None else f"{value:.2f}"
+
+
 def duration(seconds: float | None) -> str:
     """38 -> "38 s", 522 -> "8.7 min", 7200 -> "2.0 h"."""
     if seconds is None:

@@ -18,6 +18,7 @@ from ..providers.base import get_provider
 from ..reports import BREAKDOWNS
 from ..states import Channel, Delivery
 from ..tokens import confirmation_token, confirmation_url
+from ..verifications import KEY_MAX_LENGTH
 from .fields import (
     AwareDateTimeField,
     MetadataField,
@@ -46,6 +47,14 @@ class MessageSerializer(serializers.ModelSerializer):
         source="recipient_masked", read_only=True, help_text=_("Masked: +1******0123.")
     )
     metadata = serializers.DictField(read_only=True)
+    verification_id = serializers.UUIDField(
+        read_only=True,
+        allow_null=True,
+        help_text=_(
+            "The public id of the verification (attempt) this message belongs to; null when it "
+            "was sent without a `verification` key."
+        ),
+    )
 
     class Meta:
         model = Message
@@ -69,6 +78,8 @@ class MessageSerializer(serializers.ModelSerializer):
             "confirmed_at",
             "feedback_deadline",
             "metadata",
+            "verification_id",
+            "resend",
             "created_at",
             "updated_at",
         ]
@@ -171,6 +182,20 @@ def _message_id_field() -> StrictUUIDField:
     return StrictUUIDField(required=False, help_text=_MESSAGE_ID_HELP)
 
 
+def _verification_field() -> StrictCharField:
+    return StrictCharField(
+        required=False,
+        write_only=True,
+        max_length=KEY_MAX_LENGTH,
+        help_text=_(
+            "Your key of the attempt this message belongs to (a login attempt id, a session "
+            "key): messages with the same key are one verification, the later ones resends. "
+            "Stored only as a keyed hash. A key already used for another recipient or purpose "
+            "is refused (verification_mismatch)."
+        ),
+    )
+
+
 class TrackSerializer(serializers.Serializer):
     """The arguments of ``track()``: a message the caller sent itself."""
 
@@ -186,6 +211,7 @@ class TrackSerializer(serializers.Serializer):
     metadata = MetadataField(required=False)
     delivery_status = serializers.ChoiceField(choices=Delivery.choices, default=Delivery.QUEUED)
     provider_status = StrictCharField(max_length=64, allow_blank=True, default="")
+    verification = _verification_field()
 
 
 #: Longest body passed to a provider (Twilio's limit), placeholders replaced.
@@ -223,6 +249,7 @@ class SendSerializer(serializers.Serializer):
         max_length=256, required=False, help_text=_("Default: the provider's own choice.")
     )
     metadata = MetadataField(required=False)
+    verification = _verification_field()
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         # Here, not at the provider: an unsupported channel is the caller's mistake (400),
@@ -296,6 +323,30 @@ class TotalsSerializer(serializers.Serializer):
     )
     median_seconds_to_confirm = serializers.FloatField(allow_null=True)
     p90_seconds_to_confirm = serializers.FloatField(allow_null=True)
+    superseded = serializers.IntegerField(
+        help_text=_("Another message of their verification was confirmed.")
+    )
+    verifications = serializers.IntegerField(
+        help_text=_("Verifications (attempts) started by these messages, each counted once.")
+    )
+    verifications_converted = serializers.IntegerField(
+        help_text=_("Of those, converted through any of their messages.")
+    )
+    verification_conversion_rate = serializers.FloatField(
+        allow_null=True,
+        help_text=_("verifications_converted / verifications; null without verifications."),
+    )
+    resends = serializers.IntegerField(help_text=_("Messages after the first of a verification."))
+    verifications_resent = serializers.IntegerField(
+        help_text=_("Verifications with at least one resend.")
+    )
+    mean_resends = serializers.FloatField(
+        allow_null=True, help_text=_("resends / verifications; null without verifications.")
+    )
+    resent_share = serializers.FloatField(
+        allow_null=True,
+        help_text=_("verifications_resent / verifications; null without verifications."),
+    )
 
 
 class ReportRowSerializer(serializers.Serializer):

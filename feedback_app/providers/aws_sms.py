@@ -24,6 +24,8 @@ from .base import PermanentError, Provider, SendResult
 if TYPE_CHECKING:
     from botocore.client import BaseClient
 
+    from ..models import Message
+
 #: Our outcome -> ``MessageFeedbackStatus``.
 FEEDBACK_STATUSES: dict[str, str] = {"confirmed": "RECEIVED", "failed": "FAILED"}
 
@@ -71,6 +73,12 @@ class AwsSmsProvider(Provider):
 
     reports = frozenset(FEEDBACK_STATUSES)
     channels = frozenset({Channel.SMS})
+
+    def superseded_outcome(self, message: Message) -> str | None:
+        # AWS: FAILED means the recipient did not receive the message. A resend converted, so
+        # this one was not used; it was not received unless its receipt said delivered, and a
+        # received message is not FAILED (docs/providers/aws_sms.md).
+        return None if message.delivery_status == Delivery.DELIVERED else "failed"
 
     @classmethod
     def check_config(cls, key: str, config: dict[str, Any]) -> list[CheckMessage]:

@@ -118,6 +118,15 @@ class Provider:
         """Tell the provider the conversion outcome of one message."""
         raise PermanentError(f"{self.key} does not accept feedback", code="unsupported")
 
+    def superseded_outcome(self, message: Message) -> str | None:
+        """The outcome to report for ``message`` once another message of its verification (a
+        resend) was confirmed, as this provider advises; None: report nothing.
+
+        Called in the confirmation's transaction with the message as stored (delivery status
+        included). The outcome must be one of ``reports`` to be sent.
+        """
+        return None
+
     def fetch_status(self, message: Message) -> StatusUpdate | None:
         """Ask the provider for the message's current status; None when it cannot tell."""
         return None

@@ -148,6 +148,10 @@ def test_the_tiles_show_the_known_numbers(report_client, history):
         "p90 time to confirm": "8.7 min",  # 522 s
         "Late conversions": "2",
         "Expired": "9",
+        # No message of this history names a verification.
+        "Conversion per verification": "–",
+        "Resends per verification": "–",
+        "Superseded": "0",
     }
     # The messages themselves give the exact percentiles the histogram approximates.
     exact = conversion_report(ReportFilters(), source="raw").totals
@@ -301,6 +305,18 @@ def recent_history(clock) -> None:
             services.fail(message, at=sent + timedelta(seconds=20))
         elif index % 12 == 4:
             expired_later.append(message)
+    # Verifications with 0 to 2 resends, most converted through their last message (so the
+    # others are superseded), spread over the same four days.
+    for index in range(24):
+        sent = now - timedelta(minutes=11 + 241 * index)
+        same = {"to": NUMBERS[("US", "GB", "IN")[index % 3]], "verification": f"attempt-{index}"}
+        first = make_message(sent_at=sent, sender=("", "ACME")[index % 2], **same)
+        resends = [
+            make_message(sent_at=sent + timedelta(minutes=1 + number), **same)
+            for number in range(index % 3)
+        ]
+        if index % 4 != 3:
+            services.confirm((resends or [first])[-1], at=sent + timedelta(minutes=4))
     services.expire_overdue()
     for message in expired_later[:5]:
         services.confirm(message, at=now)  # late, after expiring
@@ -357,6 +373,7 @@ def test_dashboard_api_and_command_agree_on_every_field(
 
     totals = as_plain(page["totals"])
     assert totals["attempted"] > 30 and totals["confirmed_late"] > 0 and totals["expired"] > 0
+    assert totals["verifications"] > 5 and totals["superseded"] > 0 and totals["resends"] > 0
     tables = {table["by"]: table for table in page["tables"]}
     # The time series: days, or hours (which only the page and its CSV give).
     series = {
@@ -616,7 +633,8 @@ def test_the_tables_write_numbers_as_the_tiles_do(report_client, history):
     body = report_client.get(reverse(DASHBOARD), RANGE).content.decode()
     us = re.search(r'<tr>\s*<th scope="row" data-value="US">.*?</tr>', body, re.S)[0]
     cells = re.findall(r'<td data-value="([^"]*)">([^<]*)</td>', us)
-    # Attempted, delivered OK, confirmed, conversion, delivery, median, p90, late, expired.
+    # Attempted, delivered OK, confirmed, conversion, delivery, median, p90, late, expired;
+    # conversion per verification.
     assert [text for _value, text in cells] == [
         "10",
         "8",
@@ -627,6 +645,7 @@ def test_the_tables_write_numbers_as_the_tiles_do(report_client, history):
         "43 s",  # 42.9 s
         "0",
         "5",
+        "–",
     ]
     assert cells[3][0] == "0.5"  # the tables sort by the number, not its text
     assert 'title="status delivered, sent or unknown"' in body

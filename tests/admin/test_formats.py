@@ -20,6 +20,14 @@ TOTALS = Totals(
     delivery_rate=0.891,
     median_seconds_to_confirm=38.2,
     p90_seconds_to_confirm=522.0,
+    superseded=17,
+    verifications=10000,
+    verifications_converted=5500,
+    verification_conversion_rate=0.55,
+    resends=2345,
+    verifications_resent=1500,
+    mean_resends=0.2345,
+    resent_share=0.15,
 )
 
 
@@ -37,6 +45,11 @@ def test_count(value, text):
 )
 def test_percent(rate, text):
     assert formats.percent(rate) == text
+
+
+@pytest.mark.parametrize(("value", "text"), [(0.2345, "0.23"), (2.0, "2.00"), (None, "–")])
+def test_mean(value, text):
+    assert formats.mean(value) == text
 
 
 @pytest.mark.parametrize(
@@ -58,6 +71,9 @@ def test_tables_and_tiles_write_numbers_alike():
     assert tiles["Median time to confirm"] == row["Median"] == "38 s"
     assert tiles["p90 time to confirm"] == row["p90"] == "8.7 min"
     assert tiles["Late conversions"] == row["Late"] == "1,234"
+    assert tiles["Conversion per verification"] == row["Verif."] == "55.0 %"
+    assert tiles["Resends per verification"] == "0.23"
+    assert tiles["Superseded"] == "17"
     # The tables sort by the number itself, not by its text.
     sort_values = {
         column.field: value for column, (value, _text) in zip(COLUMNS, cells(TOTALS), strict=True)
@@ -72,6 +88,7 @@ def test_tables_and_tiles_write_numbers_alike():
         "p90_seconds_to_confirm": "522.0",
         "confirmed_late": "1234",
         "expired": "4567",
+        "verification_conversion_rate": "0.55",
     }
     empty = cells(Totals(0, 0, 0, 0, 0, 0, 0, None, None, None, None))
     assert empty[3] == ("", "–") and empty[5] == ("", "–")

@@ -568,3 +568,67 @@ def test_the_send_body_and_number_never_reach_a_log(client_with, every_log_line)
     assert "INSERT" in text  # the capture saw the SQL, so it would have seen a body in it
     assert "903417" not in text
     assert NUMBERS["IN"] not in text and NUMBERS["IN"][1:] not in text
+
+
+# -- verifications -----------------------------------------------------------------------------
+
+
+def test_send_and_track_with_one_verification_key_share_the_verification(client_with):
+    client = client_with("send_message", "add_message")
+    key = "login-attempt-81"
+    sent = client.post(
+        f"{MESSAGES}send/",
+        {"provider": "locmem", "to": NUMBERS["US"], "body": "1234", "verification": key},
+        format="json",
+    )
+    tracked = client.post(
+        MESSAGES,
+        {
+            "provider": "locmem",
+            "provider_message_id": "RESEND1",
+            "to": NUMBERS["US"],
+            "verification": key,
+        },
+        format="json",
+    )
+    assert sent.status_code == tracked.status_code == 201, (sent.json(), tracked.json())
+    first, resend = sent.json(), tracked.json()
+    assert first["verification_id"] == resend["verification_id"] is not None
+    assert (first["resend"], resend["resend"]) == (False, True)
+    # The key itself is never echoed.
+    assert key not in sent.content.decode() + tracked.content.decode()
+    assert "verification" not in first
+
+
+def test_a_message_without_a_key_shows_no_verification(client_with):
+    response = client_with("add_message").post(
+        MESSAGES, {"provider": "locmem", "provider_message_id": "X1", "to": NUMBERS["US"]}
+    )
+    assert response.json()["verification_id"] is None
+
+
+def test_a_verification_key_reused_for_another_recipient_is_400_and_sends_nothing(client_with):
+    client = client_with("send_message")
+    data = {"provider": "locmem", "body": "1234", "verification": "k"}
+    assert client.post(f"{MESSAGES}send/", {**data, "to": NUMBERS["US"]}).status_code == 201
+    sent = len(locmem.outbox)
+    response = client.post(f"{MESSAGES}send/", {**data, "to": NUMBERS["GB"]})
+    assert response.status_code == 400
+    assert response.json()["fields"]["verification"][0]["code"] == "verification_mismatch"
+    assert len(locmem.outbox) == sent and Message.objects.count() == 1
+
+
+@pytest.mark.parametrize(("key", "code"), [("", "blank"), ("x" * 256, "max_length")])
+def test_a_bad_verification_key_is_400(client_with, key, code):
+    response = client_with("add_message").post(
+        MESSAGES,
+        {
+            "provider": "locmem",
+            "provider_message_id": "X",
+            "to": NUMBERS["US"],
+            "verification": key,
+        },
+    )
+    assert response.status_code == 400
+    assert response.json()["fields"]["verification"][0]["code"] == code
+    assert not Message.objects.exists()

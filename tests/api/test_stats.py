@@ -28,6 +28,14 @@ TOTAL_FIELDS = {
     "delivery_rate",
     "median_seconds_to_confirm",
     "p90_seconds_to_confirm",
+    "superseded",
+    "verifications",
+    "verifications_converted",
+    "verification_conversion_rate",
+    "resends",
+    "verifications_resent",
+    "mean_resends",
+    "resent_share",
 }
 
 
@@ -138,3 +146,19 @@ def test_stats_of_nothing(reader):
     body = reader.get(STATS, {"sent_after": timezone.now().isoformat()}).json()
     assert body["totals"]["attempted"] == 0
     assert body["totals"]["conversion_rate"] is None
+
+
+def test_stats_count_verifications_and_resends(reader):
+    sent = timezone.now() - timedelta(hours=2)
+    first = make_message(sent_at=sent, verification="attempt-1")
+    resend = make_message(sent_at=sent + timedelta(minutes=1), verification="attempt-1")
+    make_message(sent_at=sent, verification="attempt-2")
+    services.confirm(resend)
+    totals = reader.get(STATS).json()["totals"]
+    assert totals["superseded"] == 1
+    assert (totals["verifications"], totals["verifications_converted"]) == (2, 1)
+    assert totals["verification_conversion_rate"] == pytest.approx(0.5)
+    assert (totals["resends"], totals["verifications_resent"]) == (1, 1)
+    assert totals["mean_resends"] == pytest.approx(0.5)
+    assert totals["resent_share"] == pytest.approx(0.5)
+    assert first.verification_id == resend.verification_id

@@ -204,7 +204,21 @@ def test_confirm_device_for_a_hand_written_view_confirms_that_device_only():
     assert confirm_device(ada) is False  # confirming twice is a no-op
     states = dict(Message.objects.values_list("pk", "feedback"))
     assert states[latest.pk] == Feedback.CONFIRMED
-    assert states[first.pk] == states[bobs.pk] == Feedback.PENDING
+    # The first code was resent: one verification, converted by the latest message.
+    assert states[first.pk] == Feedback.SUPERSEDED
+    assert states[bobs.pk] == Feedback.PENDING
+
+
+def test_a_code_sent_while_the_last_one_is_pending_is_a_resend_of_that_attempt():
+    device = make_device("ada")
+    first = Gateway().send_sms(device=device, token="111111")
+    resend = Gateway().send_sms(device=device, token="222222")
+    assert resend.verification_id == first.verification_id is not None
+    assert (first.resend, resend.resend) == (False, True)
+    confirm_device(device)
+    # The next login is a new attempt.
+    later = Gateway().send_sms(device=device, token="333333")
+    assert later.verification_id != first.verification_id and not later.resend
 
 
 # -- a provider that cannot send -------------------------------------------------------------

@@ -5,6 +5,10 @@
 that device in its token step (its ``user_verified`` signal, sent by that request), the device's
 latest message is confirmed. The token itself is stored nowhere.
 
+A code sent while the device's previous one is still pending is a resend: both are one
+verification (keyed by the attempt's first message id), so confirming the latest supersedes the
+earlier ones (docs/verifications.md).
+
 A provider that cannot send (an outage, a refused number) is logged, not raised: two_factor's
 login view calls the gateway without catching anything, so an exception would be a 500 on the
 login page. The token step shows as usual, the code never arrives, and whatever the user types
@@ -18,6 +22,7 @@ confirmed. The request tells the two apart: only the token step posts a token.
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ImproperlyConfigured, ValidationError
@@ -28,7 +33,7 @@ from ...conf import app_settings
 from ...models import Message
 from ...providers.base import ProviderError
 from ...recipients import recipient_hash
-from ...states import Channel
+from ...states import Channel, Feedback
 
 if TYPE_CHECKING:
     from django.http import HttpRequest
@@ -56,6 +61,7 @@ class Gateway:
                 "Set FEEDBACK_APP['TWO_FACTOR']['PROVIDER'] to the provider key that sends "
                 "two_factor's text messages."
             )
+        message_id, attempt = _attempt(device)
         try:
             return services.send(
                 provider=config["PROVIDER"],
@@ -65,6 +71,8 @@ class Gateway:
                 channel=Channel.SMS,
                 sender=config.get("SENDER"),
                 metadata={DEVICE_KEY: device.persistent_id},
+                message_id=message_id,
+                verification=attempt,
             )
         except (ProviderError, ValidationError) as exc:
             # No traceback: error trackers record its frames' locals, the token and number.
@@ -77,6 +85,22 @@ class Gateway:
                 exc,
             )
             return None
+
+
+def _attempt(device: Device) -> tuple[uuid.UUID, str]:
+    """The new message's id and its verification key: the attempt of the device's latest
+    message while that one is still pending, else a new attempt named after this message."""
+    message_id = uuid.uuid4()
+    latest = latest_message(device)
+    if latest is not None and latest.feedback == Feedback.PENDING and latest.verification_id:
+        first = (
+            Message.objects.filter(verification_id=latest.verification_id, resend=False)
+            .values_list("pk", flat=True)
+            .first()
+        )
+        if first is not None:
+            return message_id, f"two_factor:{first}"
+    return message_id, f"two_factor:{message_id}"
 
 
 def latest_message(device: Device) -> Message | None:

@@ -35,6 +35,14 @@ HEADINGS = {
     "delivery_rate": "delivery",
     "median_seconds_to_confirm": "median s",
     "p90_seconds_to_confirm": "p90 s",
+    "superseded": "superseded",
+    "verifications": "verif",
+    "verifications_converted": "verif conv",
+    "verification_conversion_rate": "verif conversion",
+    "resends": "resends",
+    "verifications_resent": "resent",
+    "mean_resends": "resends/verif",
+    "resent_share": "resent share",
 }
 #: Filters with a closed vocabulary, checked before the query runs.
 CHOICES = {
@@ -47,9 +55,10 @@ CHOICES = {
 class Command(FeedbackCommand):
     help = (
         "Print the conversion report (sent, delivered, confirmed, late, failed, expired, "
-        "conversion and delivery rates, median and p90 seconds to confirm) for messages sent "
-        "in a range, in total and grouped with --by. The numbers are the dashboard's and the "
-        "API's (feedback_app.reports)."
+        "conversion and delivery rates, median and p90 seconds to confirm, superseded; "
+        "verifications, their conversion and resends) for messages sent in a range, in total "
+        "and grouped with --by. The numbers are the dashboard's and the API's "
+        "(feedback_app.reports)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -168,8 +177,10 @@ def _plain(value: float | int | None) -> str:
 def _cell(column: str, value: float | int | None) -> str:
     if value is None:
         return "-"
-    if column.endswith("_rate"):
+    if column.endswith("_rate") or column.endswith("_share"):
         return f"{value:.1%}"
+    if column == "mean_resends":
+        return f"{value:.2f}"
     if isinstance(value, float):
         return f"{value:.1f}"
     return f"{value:,}"
