@@ -20,7 +20,7 @@ from django.dispatch import Signal
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from . import outbox, signals
+from . import guard, outbox, signals
 from .conf import app_settings, feedback_window
 from .errors import field_error
 from .expiry import expire_batch
@@ -196,6 +196,8 @@ def send(
     metadata: dict[str, Any] | None = None,
     source: str = Source.PYTHON,
     message_id: uuid.UUID | None = None,
+    verification: str | uuid.UUID | None = None,
+    client: str | None = None,
     **options: Any,
 ) -> Message:
     """Send ``body`` through the provider with feedback enabled and track the result.
@@ -204,6 +206,10 @@ def send(
     provider is called, so bad input sends nothing. Provider errors (``RetryableError``,
     ``PermanentError``) reach the caller and nothing is written. Choose ``message_id`` yourself
     to put ``confirmation_token(message_id)`` in the body (a link that confirms the message).
+
+    The guard (docs/guard.md) is asked first: a refusal raises ``SendBlocked`` and calls no
+    provider. ``verification`` (a login attempt's key) and ``client`` (``"user:<id>"`` or
+    ``"ip:<address>"``, who asked) are what its per-verification and per-client limits count.
     """
     _check_provider(provider)
     _check_source(source)
@@ -230,6 +236,14 @@ def send(
     )
     if Message.objects.filter(pk=message.pk).exists():
         raise field_error("message_id", _("A message with this id already exists."), "duplicate")
+    guard.check(
+        recipient,
+        provider=provider,
+        purpose=message.purpose,
+        channel=channel,
+        verification=guard.check_key("verification", verification),
+        client=guard.check_key("client", client),
+    )
     result = get_provider(provider).send(
         to=recipient.address,
         body=body,
@@ -337,6 +351,7 @@ def _new_message(
         recipient_hash=recipient.hash,
         recipient_masked=recipient.masked,
         country=recipient.country,
+        recipient_prefix=recipient.prefix,
         delivery_status=delivery_status,
         provider_status=provider_status,
         feedback_requested=feedback_requested,

@@ -1,0 +1,216 @@
+"""The SMS-pumping guard: ``services.send`` asks it before any provider call (docs/guard.md).
+
+In order: the purpose's country lists, the blocks in force (``blocks.active_blocks``, no query
+on most sends), then the rate limits of ``FEEDBACK_APP["GUARD"]``. A refusal writes a
+``BlockedSend`` (what refused, never the number) and raises ``SendBlocked``.
+
+Rate limits are fixed windows counted in a Django cache with ``add`` and ``incr``, the scheme of
+django-ratelimit's core (a key per window, kept a few seconds past it); Redis makes each
+increment atomic across processes, so concurrent sends never pass a limit.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+from dataclasses import dataclass
+
+from django.core.cache import BaseCache, caches
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from . import blocks
+from .conf import app_settings
+from .errors import SendBlocked, field_error
+from .models import BlockedSend, GuardBlock
+from .recipients import Recipient, recipient_hash
+
+logger = logging.getLogger(__name__)
+
+#: Seconds a window's counter outlives the window, so it never expires while still counted.
+EXPIRATION_FUDGE = 5
+#: The kinds of client the API passes ("user:<id>", "ip:<address>"); others are "other".
+CLIENT_KINDS = ("user", "ip")
+
+
+@dataclass(frozen=True)
+class Limit:
+    """One rate limit: its setting, the code a refusal carries, and what it counts."""
+
+    setting: str
+    code: str
+    description: str
+
+
+#: The rate limits, in the order they are counted.
+LIMITS: tuple[Limit, ...] = (
+    Limit("RECIPIENT_LIMIT", "recipient_rate", "sends to this recipient"),
+    Limit("VERIFICATION_LIMIT", "verification_rate", "sends in this verification"),
+    Limit("CLIENT_LIMIT", "client_rate", "sends asked by this client"),
+    Limit("PREFIX_LIMIT", "prefix_rate", "sends to this destination prefix"),
+    Limit("COUNTRY_LIMIT", "country_rate", "sends to this country"),
+)
+#: Codes of refusals that are not rate limits (the API answers 403).
+PREFIX_BLOCKED = "prefix_blocked"
+COUNTRY_BLOCKED = "country_blocked"
+COUNTRY_NOT_ALLOWED = "country_not_allowed"
+#: Every code ``SendBlocked`` may carry.
+CODES: tuple[str, ...] = (
+    *(limit.code for limit in LIMITS),
+    PREFIX_BLOCKED,
+    COUNTRY_BLOCKED,
+    COUNTRY_NOT_ALLOWED,
+)
+
+
+def check_key(field: str, value: object) -> str | None:
+    """A verification or client key as given to ``send()``; raises ``ValidationError``."""
+    if value is None:
+        return None
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if not isinstance(value, str) or not value or len(value) > 256 or "\x00" in value:
+        raise field_error(field, _("Expected a non-empty string of at most 256 characters."))
+    return value
+
+
+def check(
+    recipient: Recipient,
+    *,
+    provider: str,
+    purpose: str,
+    channel: str,
+    verification: str | None = None,
+    client: str | None = None,
+) -> None:
+    """Raise ``SendBlocked`` (after recording it) if the guard refuses this send."""
+    config = app_settings.GUARD
+    if not config["ENABLED"]:
+        return
+    try:
+        _check_countries(config, recipient.country, purpose)
+        _check_blocks(recipient)
+        _count(config, recipient, verification, client)
+    except SendBlocked as refusal:
+        BlockedSend.objects.create(
+            at=timezone.now(),
+            code=refusal.code,
+            provider=provider,
+            purpose=purpose,
+            channel=channel,
+            country=recipient.country,
+            prefix=recipient.prefix,
+            client_kind=_client_kind(client),
+            block_id=refusal.block_id,
+        )
+        logger.info("feedback_app: guard refused a send: %s", refusal.code)
+        raise
+
+
+def _client_kind(client: str | None) -> str:
+    if not client:
+        return ""
+    kind = client.partition(":")[0]
+    return kind if kind in CLIENT_KINDS else "other"
+
+
+def _countries(rules: dict, purpose: str) -> list[str] | None:
+    if purpose in rules:
+        return rules[purpose]
+    return rules.get("*")
+
+
+def _check_countries(config: dict, country: str, purpose: str) -> None:
+    if not country:
+        return  # chat addresses have no country
+    allowed = _countries(config["ALLOWED_COUNTRIES"], purpose)
+    if allowed and country not in allowed:
+        raise SendBlocked(
+            COUNTRY_NOT_ALLOWED,
+            _("Sending %(purpose)s messages to this country is not allowed.")
+            % {"purpose": purpose},
+        )
+    if country in (_countries(config["BLOCKED_COUNTRIES"], purpose) or ()):
+        raise SendBlocked(
+            COUNTRY_BLOCKED,
+            _("Sending %(purpose)s messages to this country is blocked.") % {"purpose": purpose},
+        )
+
+
+def _check_blocks(recipient: Recipient) -> None:
+    if not recipient.prefix and not recipient.country:
+        return
+    found = blocks.active_blocks().match(recipient.address, recipient.country, timezone.now())
+    if found is None:
+        return
+    kind, block_id = found
+    if kind == GuardBlock.Kind.PREFIX:
+        raise SendBlocked(
+            PREFIX_BLOCKED,
+            _("Sending to this destination prefix is blocked (suspected SMS pumping)."),
+            block_id=block_id,
+        )
+    raise SendBlocked(COUNTRY_BLOCKED, _("Sending to this country is blocked."), block_id=block_id)
+
+
+def _cache() -> BaseCache:
+    return caches[app_settings.GUARD["CACHE"]]
+
+
+def increment(name: str, ident: str, window: int) -> tuple[int, int]:
+    """Count one more in ``name``'s current window for ``ident``: (the count with this one,
+    seconds until the window ends)."""
+    now = timezone.now().timestamp()
+    key = f"feedback_app:guard:{name}:{window}:{int(now // window)}:{ident}"
+    cache = _cache()
+    try:
+        count = cache.incr(key)
+    except ValueError:  # the window's first: create it; another process may have meanwhile
+        count = 1 if cache.add(key, 1, window + EXPIRATION_FUDGE) else cache.incr(key)
+    return count, max(1, math.ceil(window - now % window))
+
+
+def _count(
+    config: dict, recipient: Recipient, verification: str | None, client: str | None
+) -> None:
+    idents = {
+        # Hashed with HASH_KEY: a cache holds no number, key or address in clear.
+        "RECIPIENT_LIMIT": recipient.hash,
+        "VERIFICATION_LIMIT": recipient_hash(f"verification:{verification}")
+        if verification
+        else "",
+        "CLIENT_LIMIT": recipient_hash(f"client:{client}") if client else "",
+        "PREFIX_LIMIT": recipient.prefix,
+        "COUNTRY_LIMIT": recipient.country,
+    }
+    for limit in LIMITS:
+        rule, ident = config[limit.setting], idents[limit.setting]
+        if not rule or not ident:
+            continue
+        most, window = rule
+        count, retry_after = increment(limit.code, ident, window)
+        if count > most:
+            raise SendBlocked(
+                limit.code,
+                _("Too many %(what)s: at most %(most)d in %(window)d seconds.")
+                % {"what": _(limit.description), "most": most, "window": window},
+                retry_after=retry_after,
+            )
+    if config["AUTO_BLOCK"] and recipient.prefix:
+        _watch_prefix(config, recipient.prefix)
+
+
+def _watch_prefix(config: dict, prefix: str) -> None:
+    """Each ``MIN_ATTEMPTS``-th send to a prefix in a window looks at that prefix's conversion
+    at once (one grouped query), so pumping is stopped before the next periodic run."""
+    count, _retry = increment("prefix_seen", prefix, config["WINDOW"])
+    if count % config["MIN_ATTEMPTS"]:
+        return
+    created = blocks.block_pumped_prefixes(prefixes=[prefix])
+    if created:
+        raise SendBlocked(
+            PREFIX_BLOCKED,
+            _("Sending to this destination prefix is blocked (suspected SMS pumping)."),
+            block_id=created[0].pk,
+        )
