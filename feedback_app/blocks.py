@@ -142,6 +142,8 @@ def block(
             since=now,
             until=until,
         )
+        # Now for this thread, and again once other threads can read the change.
+        forget()
         transaction.on_commit(forget)
         transaction.on_commit(lambda: _send_robust(signals.guard_blocked, block=created))
     logger.warning("feedback_app: guard blocked %s %s: %s", kind, value, created.reason)
@@ -161,6 +163,8 @@ def unblock(target: GuardBlock | int, *, actor: str = "") -> bool:
                 raise GuardBlock.DoesNotExist(f"No guard block {block_id}.")
             return False
         row = GuardBlock.objects.get(pk=block_id)
+        # Now for this thread, and again once other threads can read the change.
+        forget()
         transaction.on_commit(forget)
         transaction.on_commit(lambda: _send_robust(signals.guard_unblocked, block=row, actor=actor))
     if isinstance(target, GuardBlock):

@@ -202,10 +202,12 @@ def _count(
 
 
 def _watch_prefix(config: dict, prefix: str) -> None:
-    """Each ``MIN_ATTEMPTS``-th send to a prefix in a window looks at that prefix's conversion
-    at once (one grouped query), so pumping is stopped before the next periodic run."""
+    """The send after each ``MIN_ATTEMPTS`` sends to a prefix in a window looks at that prefix's
+    conversion at once (one grouped query), so pumping is stopped before the next periodic run.
+    """
     count, _retry = increment("prefix_seen", prefix, config["WINDOW"])
-    if count % config["MIN_ATTEMPTS"]:
+    floor = config["MIN_ATTEMPTS"]
+    if count <= floor or (count - 1) % floor:
         return
     created = blocks.block_pumped_prefixes(prefixes=[prefix])
     if created:
