@@ -17,6 +17,7 @@ import uuid
 from dataclasses import dataclass
 
 from django.core.cache import BaseCache, caches
+from django.core.cache.backends.redis import RedisCache
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -158,17 +159,43 @@ def _cache() -> BaseCache:
     return caches[app_settings.GUARD["CACHE"]]
 
 
-def increment(name: str, ident: str, window: int) -> tuple[int, int]:
-    """Count one more in ``name``'s current window for ``ident``: (the count with this one,
-    seconds until the window ends)."""
+#: One counter to increment: (limit name, what it counts, window seconds).
+Counter = tuple[str, str, int]
+
+
+def increment(counters: list[Counter]) -> list[tuple[int, int]]:
+    """Count one more in each counter's current window: for each, (the count with this one,
+    seconds until its window ends).
+
+    On Django's Redis cache, one pipelined round trip of INCR and EXPIRE per counter (the
+    cache's own client and key names); on any other cache, ``incr``, and ``add`` for a
+    window's first count, as django-ratelimit does.
+    """
     now = timezone.now().timestamp()
-    key = f"feedback_app:guard:{name}:{window}:{int(now // window)}:{ident}"
     cache = _cache()
-    try:
-        count = cache.incr(key)
-    except ValueError:  # the window's first: create it; another process may have meanwhile
-        count = 1 if cache.add(key, 1, window + EXPIRATION_FUDGE) else cache.incr(key)
-    return count, max(1, math.ceil(window - now % window))
+    keys = [
+        f"feedback_app:guard:{name}:{window}:{int(now // window)}:{ident}"
+        for name, ident, window in counters
+    ]
+    remaining = [max(1, math.ceil(window - now % window)) for _, _, window in counters]
+    if isinstance(cache, RedisCache):
+        client = cache._cache.get_client(None, write=True)
+        pipeline = client.pipeline(transaction=False)
+        for key, (_, _, window) in zip(keys, counters, strict=True):
+            key = cache.make_and_validate_key(key)
+            pipeline.incr(key)
+            # Outlives the window: the key is never counted after its window, never lost in it.
+            pipeline.expire(key, window + EXPIRATION_FUDGE)
+        counts = pipeline.execute()[::2]
+    else:
+        counts = []
+        for key, (_, _, window) in zip(keys, counters, strict=True):
+            try:
+                count = cache.incr(key)
+            except ValueError:  # the window's first: create it, unless another process just did
+                count = 1 if cache.add(key, 1, window + EXPIRATION_FUDGE) else cache.incr(key)
+            counts.append(count)
+    return list(zip(counts, remaining, strict=True))
 
 
 def _count(
@@ -184,12 +211,22 @@ def _count(
         "PREFIX_LIMIT": recipient.prefix,
         "COUNTRY_LIMIT": recipient.country,
     }
-    for limit in LIMITS:
-        rule, ident = config[limit.setting], idents[limit.setting]
-        if not rule or not ident:
-            continue
-        most, window = rule
-        count, retry_after = increment(limit.code, ident, window)
+    limits = [
+        (limit, config[limit.setting])
+        for limit in LIMITS
+        if config[limit.setting] and idents[limit.setting]
+    ]
+    counters: list[Counter] = [
+        (limit.code, idents[limit.setting], rule[1]) for limit, rule in limits
+    ]
+    watch = bool(config["AUTO_BLOCK"] and recipient.prefix)
+    if watch:
+        counters.append(("prefix_seen", recipient.prefix, config["WINDOW"]))
+    if not counters:
+        return
+    # One round trip for all of them; a refused send still counts (a bot stays refused).
+    counted = increment(counters)
+    for (limit, (most, window)), (count, retry_after) in zip(limits, counted, strict=False):
         if count > most:
             raise SendBlocked(
                 limit.code,
@@ -197,15 +234,14 @@ def _count(
                 % {"what": _(limit.description), "most": most, "window": window},
                 retry_after=retry_after,
             )
-    if config["AUTO_BLOCK"] and recipient.prefix:
-        _watch_prefix(config, recipient.prefix)
+    if watch:
+        _watch_prefix(config, recipient.prefix, counted[-1][0])
 
 
-def _watch_prefix(config: dict, prefix: str) -> None:
+def _watch_prefix(config: dict, prefix: str, count: int) -> None:
     """The send after each ``MIN_ATTEMPTS`` sends to a prefix in a window looks at that prefix's
     conversion at once (one grouped query), so pumping is stopped before the next periodic run.
     """
-    count, _retry = increment("prefix_seen", prefix, config["WINDOW"])
     floor = config["MIN_ATTEMPTS"]
     if count <= floor or (count - 1) % floor:
         return

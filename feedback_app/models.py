@@ -28,9 +28,10 @@ class Message(models.Model):
     recipient_masked = models.CharField(_("recipient"), max_length=64)
     country = models.CharField(_("country"), max_length=2, blank=True, default="")
     #: Country calling code + national destination code, never precise enough to name the
-    #: number beside the masked form (``recipients.destination_prefix``); "" for chat.
+    #: number beside the masked form (``recipients.destination_prefix``); "" for chat. A
+    #: database default too, so bulk writers that predate it (raw INSERTs) keep working.
     recipient_prefix = models.CharField(
-        _("recipient prefix"), max_length=16, blank=True, default=""
+        _("recipient prefix"), max_length=16, blank=True, default="", db_default=""
     )
     delivery_status = models.CharField(
         _("delivery status"), max_length=16, choices=Delivery.choices, default=Delivery.QUEUED

@@ -152,14 +152,15 @@ def test_a_bad_verification_or_client_key_sends_nothing(bad):
     assert not BlockedSend.objects.exists()
 
 
-@guard_settings(RECIPIENT_LIMIT=None, PREFIX_LIMIT=[2, 3600], COUNTRY_LIMIT=[3, 3600])
+@guard_settings(RECIPIENT_LIMIT=None, PREFIX_LIMIT=[2, 3600], COUNTRY_LIMIT=[4, 3600])
 def test_the_prefix_and_country_limits():
     send(to="+4915123456789")
     send(to="+4915123456780")
     with pytest.raises(SendBlocked) as refused:
         send(to="+4915123456781")
     assert refused.value.code == "prefix_rate"
-    send(to="+4916012345678")  # another prefix, same country: its third send
+    # Another prefix, same country: its fourth send, the refused one counted too.
+    send(to="+4916012345678")
     with pytest.raises(SendBlocked) as refused:
         send(to="+4917012345678")
     assert refused.value.code == "country_rate"
