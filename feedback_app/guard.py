@@ -90,7 +90,7 @@ def check(
     if not config["ENABLED"]:
         return
     try:
-        _check_countries(config, recipient.country, purpose)
+        _check_countries(config, recipient, purpose)
         _check_blocks(recipient)
         _count(config, recipient, verification, client)
     except SendBlocked as refusal:
@@ -122,9 +122,11 @@ def _countries(rules: dict, purpose: str) -> list[str] | None:
     return rules.get("*")
 
 
-def _check_countries(config: dict, country: str, purpose: str) -> None:
-    if not country:
-        return  # chat addresses have no country
+def _check_countries(config: dict, recipient: Recipient, purpose: str) -> None:
+    if not recipient.prefix:
+        return  # a chat address: no country to check
+    # A non-geographic number (+882, +979: no country) is outside every allow list.
+    country = recipient.country
     allowed = _countries(config["ALLOWED_COUNTRIES"], purpose)
     if allowed and country not in allowed:
         raise SendBlocked(

@@ -182,6 +182,10 @@ def test_country_lists_per_purpose():
     with pytest.raises(SendBlocked) as refused:
         send(to=NUMBERS["GB"], purpose="login")
     assert refused.value.code == "country_blocked"
+    # A non-geographic number (Inmarsat, +870) has no country: outside every allow list.
+    with pytest.raises(SendBlocked) as refused:
+        send(to="+870301234567")
+    assert refused.value.code == "country_not_allowed"
 
 
 def test_a_blocked_prefix_refuses_until_unblocked(django_capture_on_commit_callbacks):
