@@ -1,6 +1,7 @@
 """The SMS-pumping guard: limits, country lists, blocks, automatic blocks of pumped prefixes."""
 
 import random
+import uuid
 from datetime import timedelta
 
 import phonenumbers
@@ -278,27 +279,31 @@ def test_a_pumping_run_is_blocked_within_the_window_and_normal_traffic_never(clo
     )
 
 
+def track(to, confirmed):
+    message = services.track(provider="locmem", provider_message_id=f"LM-{uuid.uuid4().hex}", to=to)
+    if confirmed:
+        services.confirm(message)
+
+
 @guard_settings(SETTLE=60, MIN_ATTEMPTS=50, WINDOW=3600, MAX_CONVERSION=0.05, DROP=0.8)
 def test_the_periodic_job_blocks_a_prefix_far_below_its_baseline(clock):
-    # A month of ordinary traffic to +49151 converting at ~90 %, then an hour at ~10 %.
+    # Tracked (sent by the host itself, so not through the guard's send-time check): a month
+    # ago traffic to +49151 converting at 90 %, then an hour at 10 %.
     start = clock.now
     for index in range(120):
         clock.now = start - timedelta(days=10, minutes=index)
-        message = send(to=f"+4915123456{index:03d}", client=None)
-        if index % 10:
-            services.confirm(message)
+        track(f"+4915123456{index:03d}", confirmed=bool(index % 10))
     clock.now = start
     for index in range(60):
         clock.advance(seconds=30)
-        message = send(to=f"+4915198765{index:03d}")
-        if index % 10 == 0:
-            services.confirm(message)
+        track(f"+4915198765{index:03d}", confirmed=index % 10 == 0)
     clock.advance(minutes=2)
     assert blocks.block_pumped_prefixes() != []
     block = GuardBlock.objects.get()
     assert block.value == "+49151"
     assert "30 days" in block.reason
     assert block.detail["baseline_rate"] == pytest.approx(0.9)
+    assert block.detail["confirmed"] == 6
     # Run again: the prefix is blocked already, nothing new.
     assert blocks.block_pumped_prefixes() == []
 
