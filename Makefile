@@ -56,7 +56,7 @@ lint: $(VENV)/.installed
 # Each creates and drops its own database on the DATABASE_URL server, prints a table and writes
 # build/bench/<name>.json. QUICK=1: smaller sizes.
 QUICK ?=
-BENCHMARKS := confirm_path http_confirm expiry provider_reporting ingest dashboard
+BENCHMARKS := confirm_path http_confirm expiry provider_reporting ingest dashboard guard
 bench: $(VENV)/.installed
 	@case "$$DATABASE_URL" in postgres://*|postgresql://*) ;; \
 		*) echo "make bench: set DATABASE_URL=postgres://... (the figures are PostgreSQL's)" >&2; \

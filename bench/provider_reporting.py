@@ -42,9 +42,10 @@ def main() -> None:
             from feedback_app import services
             from feedback_app.models import ProviderCall
 
+            # One number each: the guard allows a number five codes in ten minutes.
             messages = [
-                services.send(provider="twilio", to="+14155550123", body="Your code is 123456")
-                for _ in range(count + WORKERS * 2)
+                services.send(provider="twilio", to=f"+1415555{n:04d}", body="Your code is 123456")
+                for n in range(count + WORKERS * 2)
             ]
             warm_up, measured = messages[: WORKERS * 2], messages[WORKERS * 2 :]
             fake.latency = LATENCY

@@ -38,6 +38,27 @@ class Alert:
         return 1 - self.recent_rate / self.baseline_rate
 
 
+def below_baseline(
+    recent_attempted: int,
+    recent_rate: float | None,
+    baseline_attempted: int,
+    baseline_rate: float | None,
+    *,
+    min_volume: int,
+    drop: float,
+) -> bool:
+    """Whether a recent rate is below its baseline by more than ``drop`` (a fraction of the
+    baseline), both periods with at least ``min_volume`` messages. Alerts and the guard's
+    automatic blocks decide with it."""
+    return (
+        recent_attempted >= min_volume
+        and baseline_attempted >= min_volume
+        and bool(baseline_rate)
+        and recent_rate is not None
+        and recent_rate < baseline_rate * (1 - drop)
+    )
+
+
 def conversion_alerts(
     filters: ReportFilters | None = None, *, now: datetime | None = None
 ) -> list[Alert]:
@@ -60,13 +81,13 @@ def conversion_alerts(
         for row in recent_reports[dimension].rows:
             before = baseline.get(row.key)
             recent = row.totals
-            if (
-                before is None
-                or recent.attempted < min_volume
-                or before.attempted < min_volume
-                or not before.conversion_rate
-                or recent.conversion_rate is None
-                or recent.conversion_rate >= before.conversion_rate * (1 - drop)
+            if before is None or not below_baseline(
+                recent.attempted,
+                recent.conversion_rate,
+                before.attempted,
+                before.conversion_rate,
+                min_volume=min_volume,
+                drop=drop,
             ):
                 continue
             alerts.append(

@@ -68,6 +68,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list:
     errors += _check_two_factor(app_settings.TWO_FACTOR, app_settings.PROVIDERS)
     errors += _check_alerts(app_settings.ALERTS)
     errors += _check_queue()
+    errors += _check_guard(app_settings.GUARD)
     return errors
 
 
@@ -482,3 +483,81 @@ def _check_q_cluster() -> list:
             )
         )
     return warnings
+
+
+_GUARD_LIMITS = (
+    "RECIPIENT_LIMIT",
+    "VERIFICATION_LIMIT",
+    "CLIENT_LIMIT",
+    "PREFIX_LIMIT",
+    "COUNTRY_LIMIT",
+)
+
+
+def _guard_problems(guard: dict) -> list[str]:
+    problems = [f"unknown key {key!r}" for key in guard if key not in DEFAULTS["GUARD"]]
+    for key in ("ENABLED", "AUTO_BLOCK"):
+        if not isinstance(guard.get(key), bool):
+            problems.append(f"{key} {guard.get(key)!r} (True or False)")
+    for key in _GUARD_LIMITS:
+        rule = guard.get(key)
+        if rule is not None and not (
+            isinstance(rule, list | tuple) and len(rule) == 2 and all(map(_is_positive_int, rule))
+        ):
+            problems.append(f"{key} {rule!r} ([max sends, window seconds] or None)")
+    for key in ("ALLOWED_COUNTRIES", "BLOCKED_COUNTRIES"):
+        rules = guard.get(key)
+        if not isinstance(rules, dict) or not all(
+            isinstance(codes, list | tuple)
+            and all(code in phonenumbers.SUPPORTED_REGIONS for code in codes)
+            for codes in rules.values()
+        ):
+            problems.append(f"{key} {rules!r} (purpose or '*' -> ISO country codes)")
+    for key in ("WINDOW", "MIN_ATTEMPTS", "BLOCK_FOR", "BLOCKS_REFRESH"):
+        if not _is_positive_int(guard.get(key)):
+            problems.append(f"{key} {guard.get(key)!r} (a positive integer)")
+    settle = guard.get("SETTLE")
+    if not isinstance(settle, int) or isinstance(settle, bool) or settle < 0:
+        problems.append(f"SETTLE {settle!r} (seconds, 0 or more)")
+    elif _is_positive_int(guard.get("WINDOW")) and settle >= guard["WINDOW"]:
+        problems.append(f"SETTLE {settle!r} (less than WINDOW)")
+    for key in ("MAX_CONVERSION", "DROP"):
+        value = guard.get(key)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
+            problems.append(f"{key} {value!r} (a fraction from 0 to 1)")
+    return problems
+
+
+def _check_guard(guard: Any) -> list:
+    hint = "See docs/settings.md (GUARD) and docs/guard.md."
+    if not isinstance(guard, dict):
+        return [Error("FEEDBACK_APP['GUARD'] must be a dict.", hint=hint, id=f"{PREFIX}.E030")]
+    problems = _guard_problems(guard)
+    if problems:
+        return [
+            Error(
+                f"FEEDBACK_APP['GUARD'] has bad values: {'; '.join(problems)}.",
+                hint=hint,
+                id=f"{PREFIX}.E030",
+            )
+        ]
+    alias = guard["CACHE"]
+    caches = getattr(settings, "CACHES", {"default": {}})
+    if alias not in caches:
+        return [
+            Error(
+                f"FEEDBACK_APP['GUARD']['CACHE'] names no cache: {alias!r}.",
+                hint=f"Name an alias of CACHES ({', '.join(caches)}).",
+                id=f"{PREFIX}.E031",
+            )
+        ]
+    backend = caches[alias].get("BACKEND", "")
+    if guard["ENABLED"] and backend.endswith("DummyCache"):
+        return [
+            Warning(
+                f"The guard's cache {alias!r} is a DummyCache: its rate limits never count.",
+                hint="Point GUARD['CACHE'] at a shared cache (Redis) or turn the limits off.",
+                id=f"{PREFIX}.W030",
+            )
+        ]
+    return []

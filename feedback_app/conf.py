@@ -59,6 +59,7 @@ DEFAULTS: dict[str, Any] = {
         "poll_statuses": 1,
         "refresh_rollups": 1,
         "purge_idempotency": 60,
+        "block_pumped_prefixes": 1,
     },
     # Messages whose open status is polled, and for how long after sending (seconds).
     "POLL_BATCH": 200,
@@ -110,6 +111,34 @@ DEFAULTS: dict[str, Any] = {
     # is below its own rate over the 30 days before by more than DROP (0.3: under 70 % of it),
     # when both periods have at least MIN_VOLUME messages (fewer are noise).
     "ALERTS": {"MIN_VOLUME": 50, "DROP": 0.3},
+    # The SMS-pumping guard that send() consults before calling a provider (docs/guard.md).
+    # A rate limit is [max sends, window seconds] or None (off); windows are fixed, counted in
+    # the CACHE alias with atomic increments (Redis in production).
+    "GUARD": {
+        "ENABLED": True,
+        "RECIPIENT_LIMIT": [5, 600],
+        "VERIFICATION_LIMIT": [5, 86400],
+        "CLIENT_LIMIT": None,
+        "PREFIX_LIMIT": None,
+        "COUNTRY_LIMIT": None,
+        # Purpose (or "*") -> ISO country codes; a purpose's own entry replaces "*".
+        "ALLOWED_COUNTRIES": {},
+        "BLOCKED_COUNTRIES": {},
+        # Automatic blocks: a prefix with at least MIN_ATTEMPTS sends in the last WINDOW seconds
+        # converting below MAX_CONVERSION, or below its own 30-day rate by more than DROP, is
+        # blocked for BLOCK_FOR seconds.
+        "AUTO_BLOCK": True,
+        "WINDOW": 3600,
+        "MIN_ATTEMPTS": 100,
+        "MAX_CONVERSION": 0.05,
+        "DROP": 0.8,
+        "BLOCK_FOR": 86400,
+        # Sends younger than this many seconds are left out of the conversion (not yet typed).
+        "SETTLE": 60,
+        "CACHE": "default",
+        # Seconds a process keeps its copy of the active blocks before reading them again.
+        "BLOCKS_REFRESH": 5,
+    },
 }
 
 
@@ -132,7 +161,7 @@ class AppSettings:
             merged.update(user)
             # Nested dicts merge one level deep so a project can override one retry knob.
             # A value that is not a dict is kept as given, for the system checks to report.
-            for key in ("RETRY", "SCHEDULES", "TWO_FACTOR"):
+            for key in ("RETRY", "SCHEDULES", "TWO_FACTOR", "GUARD"):
                 value = user.get(key, {})
                 merged[key] = {**DEFAULTS[key], **value} if isinstance(value, dict) else value
             self._cache = merged

@@ -1,5 +1,8 @@
 """Seed data for ``make demo``: realistic, recorded-only history for twilio, aws_sms and chime.
 
+The history includes an SMS-pumping episode (``PUMPING``): a burst of sends to one prefix that
+never converts, the block the guard made, and the sends it refused afterwards.
+
 Nothing here calls a provider or goes through ``services``: the rows a running deployment would
 have written (messages, their delivery and feedback events, the succeeded report calls) are
 generated in Python and bulk-inserted, so a million messages take minutes, not hours.
@@ -15,16 +18,17 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from itertools import accumulate
+from itertools import accumulate, chain
 from typing import Any
 
+import phonenumbers
 from django.db import connections, models, router, transaction
 from django.utils import timezone
 
 from . import demo_verifications, rollups
-from .conf import feedback_window
-from .models import Message, MessageEvent, ProviderCall, Verification
-from .recipients import mask, recipient_hash
+from .conf import app_settings, feedback_window
+from .models import BlockedSend, GuardBlock, Message, MessageEvent, ProviderCall, Verification
+from .recipients import destination_prefix, mask, recipient_hash
 from .states import CallState, Channel, Delivery, EventKind, Feedback, Operation, Source
 
 #: The providers the demo history is recorded for (keys as everywhere else).
@@ -123,6 +127,26 @@ HOST_FAIL_SHARE = 0.10
 
 
 @dataclass(frozen=True)
+class Pumping:
+    """The demo's SMS-pumping episode: bots asking sign-up codes for numbers of one prefix."""
+
+    country: str = "KG"
+    #: Numbers are this and 7 random digits (+996 70x xxx xxx, mobile).
+    number_start: str = "+99670"
+    #: Messages sent before the guard blocked the prefix (its MIN_ATTEMPTS floor, and those
+    #: sent within the SETTLE seconds the check leaves out), and sends refused after.
+    sent: int = 104
+    refused: int = 420
+    #: Hours before now the episode starts; the block (24 hours) is still in force.
+    hours_ago: float = 6.0
+    #: Only seedings of at least this many messages get the episode (small ones stay plain).
+    min_messages: int = 2000
+
+
+PUMPING = Pumping()
+
+
+@dataclass(frozen=True)
 class DemoRecipient:
     """One synthetic user: a phone number for SMS/WhatsApp and a member ARN for chat."""
 
@@ -133,6 +157,9 @@ class DemoRecipient:
     member_arn: str
     member_hash: str
     member_masked: str
+    phone_prefix: str = ""
+    #: A bot's number of the pumping episode, never drawn for ordinary traffic.
+    pumped: bool = False
 
 
 def check_options(days: object, messages: object) -> None:
@@ -160,15 +187,22 @@ def recipient_pool(messages: int, rng_seed: int) -> list[DemoRecipient]:
     total_weight = sum(c.weight for c in COUNTRIES)
     seen: set[str] = set()
     pool: list[DemoRecipient] = []
+    prefixes: dict[str, str] = {}
+
+    def prefix_of(phone: str, head: str) -> str:
+        # Numbers of one mobile range share their prefix: parse one of each.
+        if head not in prefixes:
+            prefixes[head] = destination_prefix(phonenumbers.parse(phone))
+        return prefixes[head]
+
     for country in COUNTRIES:
         # At least a few users per country, so every country can be drawn however small the run.
         wanted = max(3, round(size * country.weight / total_weight))
         low, high = 2 * 10 ** (country.digits - 1), 10**country.digits
         while wanted:
             # The first subscriber digit is 2-9: numbering plans rarely start one with 0 or 1.
-            phone = (
-                f"+{country.calling_code}{rng.choice(country.prefixes)}{rng.randrange(low, high)}"
-            )
+            head = f"+{country.calling_code}{rng.choice(country.prefixes)}"
+            phone = f"{head}{rng.randrange(low, high)}"
             if phone in seen:
                 continue
             seen.add(phone)
@@ -183,6 +217,25 @@ def recipient_pool(messages: int, rng_seed: int) -> list[DemoRecipient]:
                     member_arn=member,
                     member_hash=recipient_hash(member),
                     member_masked=mask(member),
+                    phone_prefix=prefix_of(phone, head),
+                )
+            )
+    if messages >= PUMPING.min_messages:
+        # Their own stream: the ordinary pool is the same with or without them.
+        pumped = random.Random(f"{rng_seed}:pumping")
+        for _ in range(PUMPING.sent):
+            phone = f"{PUMPING.number_start}{pumped.randrange(10**7):07d}"
+            pool.append(
+                DemoRecipient(
+                    country=PUMPING.country,
+                    phone=phone,
+                    phone_hash=recipient_hash(phone),
+                    phone_masked=mask(phone),
+                    member_arn="",
+                    member_hash="",
+                    member_masked="",
+                    phone_prefix=prefix_of(phone, PUMPING.number_start),
+                    pumped=True,
                 )
             )
     return pool
@@ -211,12 +264,16 @@ def seed(
         # Ids come from their own stream salted with the rows already there, so seeding twice
         # with one seed adds new rows instead of colliding on the unique provider message ids.
         salt = Message.objects.using(using).count()
-        generator = _Generator(days, messages, rng_seed, now, pool, salt)
+        pumped = [recipient for recipient in pool if recipient.pumped]
+        generator = _Generator(days, messages - len(pumped), rng_seed, now, pool, salt)
         verifier = demo_verifications.Verifier(rng_seed, salt)
         models_ = (Verification, Message, MessageEvent, ProviderCall)
         tables = [_Table(model, using) for model in models_]
         done = 0
-        for messages_, events, calls in generator.batches(BATCH_SIZE):
+        batches = generator.batches(BATCH_SIZE)
+        if pumped:
+            batches = chain(batches, [generator.pumping(pumped, days)])
+        for messages_, events, calls in batches:
             verifications = verifier.apply(messages_, events, calls)
             # Parents first: the events and calls point at the messages of this batch.
             for table, table_rows in zip(
@@ -226,6 +283,8 @@ def seed(
             done += len(messages_)
             if progress is not None:
                 progress(done, messages)
+        if pumped:
+            _guard_block(generator, pumped, days, using)
         # The rows carry their own history's updated_at, mostly before the rollups' watermark,
         # so a refresh would not see them: recompute the seeded hours with them.
         rollups.recompute([(now - timedelta(days=days), now + timedelta(microseconds=1))])
@@ -361,7 +420,8 @@ class _Generator:
         self.now = now.timestamp()
         self.pool_by_country: dict[str, list[DemoRecipient]] = {}
         for recipient in pool:
-            self.pool_by_country.setdefault(recipient.country, []).append(recipient)
+            if not recipient.pumped:
+                self.pool_by_country.setdefault(recipient.country, []).append(recipient)
         self.windows = {
             (provider, purpose): float(feedback_window(provider, purpose))
             for provider in PROVIDERS
@@ -582,6 +642,7 @@ class _Generator:
                 ),
                 # Chat has no phone number, so no country, as parse_recipient records it.
                 country="" if channel == Channel.CHAT else country.code,
+                recipient_prefix="" if channel == Channel.CHAT else user.phone_prefix,
                 delivery_status=status,
                 provider_status=raw[:64],
                 feedback=feedback,
@@ -596,6 +657,95 @@ class _Generator:
                 updated_at=_dt(last_change),
             )
         )
+
+    # -- the pumping episode -----------------------------------------------------------------------
+
+    def pumping_start(self, days: int) -> float:
+        return self.now - min(PUMPING.hours_ago * 3600, days * 86400 * 0.5)
+
+    def pumping(
+        self, pumped: list[DemoRecipient], days: int
+    ) -> tuple[list[Row], list[Row], list[Row]]:
+        """The episode's messages: sign-up codes through Twilio, a few a minute, none typed.
+
+        Delivered like any message (the attacker's range answers), then expired.
+        """
+        rng = self.rng
+        batch: list[Row] = []
+        events: list[Row] = []
+        sent = self.pumping_start(days)
+        window = self.windows[("twilio", "signup")]
+        sender = TWILIO_SENDERS[1]
+        for user in pumped:
+            sent += rng.uniform(5.0, 20.0)
+            message_id = uuid.UUID(int=self.ids.getrandbits(128), version=4)
+            status, raw, delivered_at, last_change, previous = Delivery.QUEUED, "", None, sent, ""
+            for at, to_value, provider_status, source, extra in self._twilio(
+                sent, sender, False, False
+            ):
+                if at > self.now:
+                    break
+                detail = {"provider_status": provider_status, **extra}
+                events.append(
+                    dict(
+                        message_id=message_id,
+                        kind=EventKind.DELIVERY,
+                        from_value=previous,
+                        to_value=to_value,
+                        source=source,
+                        actor="",
+                        created_at=_dt(at),
+                        detail=detail,
+                    )
+                )
+                previous = status = to_value
+                raw, last_change = provider_status, at
+                if to_value == Delivery.DELIVERED:
+                    delivered_at = at
+            feedback = Feedback.PENDING
+            expired_at = sent + window + rng.uniform(0.5, 60.0)
+            if expired_at <= self.now:
+                feedback, last_change = Feedback.EXPIRED, max(last_change, expired_at)
+                events.append(
+                    dict(
+                        message_id=message_id,
+                        kind=EventKind.FEEDBACK,
+                        from_value=Feedback.PENDING,
+                        to_value=Feedback.EXPIRED,
+                        source=Source.SWEEP,
+                        actor="",
+                        created_at=_dt(expired_at),
+                        detail={},
+                    )
+                )
+            batch.append(
+                dict(
+                    id=message_id,
+                    provider="twilio",
+                    provider_message_id=f"SM{self.ids.getrandbits(128):032x}",
+                    channel=Channel.SMS,
+                    purpose="signup",
+                    sender=sender,
+                    recipient_hash=user.phone_hash,
+                    recipient_masked=user.phone_masked,
+                    country=user.country,
+                    recipient_prefix=user.phone_prefix,
+                    delivery_status=status,
+                    provider_status=raw[:64],
+                    feedback=feedback,
+                    feedback_requested=True,
+                    confirmed_late=False,
+                    sent_at=_dt(sent),
+                    delivered_at=_dt(delivered_at) if delivered_at is not None else None,
+                    confirmed_at=None,
+                    feedback_deadline=_dt(sent + window),
+                    metadata={"demo": True},
+                    created_at=_dt(sent),
+                    updated_at=_dt(last_change),
+                )
+            )
+        self.pumping_end = sent
+        return batch, events, []
 
     def _confirm_source(self) -> tuple[str, str]:
         """Who confirms: mostly the host's Python code, some its API clients, rarely support."""
@@ -738,3 +888,61 @@ class _Generator:
 
 def _dt(timestamp: float) -> datetime:
     return datetime.fromtimestamp(timestamp, tz=UTC)
+
+
+def _guard_block(generator: _Generator, pumped: list[DemoRecipient], days: int, using: str) -> None:
+    """The block the guard made after the episode's last message, and the sends it refused."""
+    prefix, country = pumped[0].phone_prefix, pumped[0].country
+    config = app_settings.GUARD
+    since = generator.pumping_end + 1.0
+    start = generator.pumping_start(days)
+    block = (
+        GuardBlock.objects.using(using)
+        .filter(kind=GuardBlock.Kind.PREFIX, value=prefix, unblocked_at__isnull=True)
+        .order_by("-since")
+        .first()
+    )
+    if block is None:
+        minutes = max(1, round((since - start) / 60))
+        block = GuardBlock.objects.using(using).create(
+            kind=GuardBlock.Kind.PREFIX,
+            value=prefix,
+            reason=(
+                f"{prefix}: 0 of {len(pumped)} sends converted (0.0 %) in {minutes} minutes, "
+                f"below the floor of {100 * config['MAX_CONVERSION']:.1f} %."
+            ),
+            detail={
+                "country": country,
+                "window_seconds": config["WINDOW"],
+                "attempted": len(pumped),
+                "confirmed": 0,
+                "rate": 0.0,
+                "baseline_attempted": 0,
+                "baseline_rate": None,
+            },
+            automatic=True,
+            created_by="guard",
+            since=_dt(since),
+            until=_dt(since + config["BLOCK_FOR"]),
+        )
+    rng = random.Random(f"{since}:refused")
+    at, refused = since, []
+    for _ in range(PUMPING.refused):
+        # The bot keeps trying for a while, faster at first, then gives up.
+        at += rng.expovariate(1 / 12.0)
+        if at > generator.now:
+            break
+        refused.append(
+            BlockedSend(
+                at=_dt(at),
+                code="prefix_blocked",
+                provider="twilio",
+                purpose="signup",
+                channel=Channel.SMS,
+                country=country,
+                prefix=prefix,
+                client_kind="ip",
+                block=block,
+            )
+        )
+    BlockedSend.objects.using(using).bulk_create(refused)

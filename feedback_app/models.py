@@ -27,6 +27,12 @@ class Message(models.Model):
     recipient_hash = models.CharField(_("recipient hash"), max_length=64, db_index=True)
     recipient_masked = models.CharField(_("recipient"), max_length=64)
     country = models.CharField(_("country"), max_length=2, blank=True, default="")
+    #: Country calling code + national destination code, never precise enough to name the
+    #: number beside the masked form (``recipients.destination_prefix``); "" for chat. A
+    #: database default too, so bulk writers that predate it (raw INSERTs) keep working.
+    recipient_prefix = models.CharField(
+        _("recipient prefix"), max_length=16, blank=True, default="", db_default=""
+    )
     delivery_status = models.CharField(
         _("delivery status"), max_length=16, choices=Delivery.choices, default=Delivery.QUEUED
     )
@@ -72,6 +78,10 @@ class Message(models.Model):
             models.Index(fields=["-sent_at"], name="feedback_app_msg_sent"),
             models.Index(fields=["provider", "sent_at"], name="feedback_app_msg_prov_sent"),
             models.Index(fields=["country", "sent_at"], name="feedback_app_msg_country_sent"),
+            # The guard's automatic blocks compare a prefix's recent sends with its baseline.
+            models.Index(
+                fields=["recipient_prefix", "sent_at"], name="feedback_app_msg_prefix_sent"
+            ),
             # The rollup refresh and the dashboard find the hours changed since the watermark.
             models.Index(fields=["updated_at"], name="feedback_app_msg_updated"),
             # The expiry sweep reads only open messages; a partial index stays small.
@@ -414,3 +424,75 @@ class Verification(models.Model):
 
     def __str__(self) -> str:
         return f"{self.purpose} {self.id}"
+
+
+class GuardBlock(models.Model):
+    """A prefix or country the guard refuses to send to, automatically or by hand.
+
+    Written only by ``feedback_app.blocks``. Active while not lifted and ``until`` (if any) is
+    in the future; ``detail`` keeps the numbers an automatic block was decided on.
+    """
+
+    class Kind(models.TextChoices):
+        PREFIX = "prefix", _("prefix")
+        COUNTRY = "country", _("country")
+
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
+    #: "+2347" for a prefix, "NG" for a country.
+    value = models.CharField(_("value"), max_length=16)
+    reason = models.CharField(_("reason"), max_length=255)
+    detail = models.JSONField(_("detail"), default=dict, blank=True, encoder=DjangoJSONEncoder)
+    automatic = models.BooleanField(_("automatic"), default=False)
+    created_by = models.CharField(_("created by"), max_length=150, blank=True, default="")
+    since = models.DateTimeField(_("since"))
+    until = models.DateTimeField(_("until"), null=True, blank=True)
+    unblocked_at = models.DateTimeField(_("unblocked at"), null=True, blank=True)
+    unblocked_by = models.CharField(_("unblocked by"), max_length=150, blank=True, default="")
+
+    class Meta:
+        verbose_name = _("guard block")
+        verbose_name_plural = _("guard blocks")
+        ordering = ["-since", "-id"]
+        indexes = [
+            # Sends read the blocks not lifted; a partial index keeps them few.
+            models.Index(
+                fields=["kind", "value"],
+                condition=Q(unblocked_at__isnull=True),
+                name="feedback_app_block_open",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.value}"
+
+
+class BlockedSend(models.Model):
+    """A send the guard refused. Neither the number, its hash nor the body: what was refused
+    and why, for the dashboard's count of blocked sends."""
+
+    at = models.DateTimeField(_("at"), db_index=True)
+    #: The limit that refused it (``SendBlocked.code``).
+    code = models.CharField(_("code"), max_length=32)
+    provider = models.CharField(_("provider"), max_length=32)
+    purpose = models.SlugField(_("purpose"), max_length=64)
+    channel = models.CharField(_("channel"), max_length=16, choices=Channel.choices)
+    country = models.CharField(_("country"), max_length=2, blank=True, default="")
+    prefix = models.CharField(_("prefix"), max_length=16, blank=True, default="")
+    #: What kind of client asked ("user", "ip"), never which one; "" when none was given.
+    client_kind = models.CharField(_("client kind"), max_length=16, blank=True, default="")
+    block = models.ForeignKey(
+        GuardBlock,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="blocked_sends",
+        verbose_name=_("block"),
+    )
+
+    class Meta:
+        verbose_name = _("blocked send")
+        verbose_name_plural = _("blocked sends")
+        ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.provider}/{self.purpose} {self.prefix or self.country}"

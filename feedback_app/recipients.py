@@ -29,6 +29,9 @@ class Recipient:
     hash: str
     masked: str
     country: str
+    #: Country calling code and national destination code ("+4479"), "" for non-phone
+    #: addresses: what the guard counts and blocks (see ``destination_prefix``).
+    prefix: str = ""
 
 
 def recipient_hash(address: str) -> str:
@@ -94,7 +97,37 @@ def parse_recipient(to: object, channel: str, field: str = "to") -> Recipient:
         hash=recipient_hash(e164),
         masked=mask(e164),
         country=_country(number),
+        prefix=destination_prefix(number),
     )
+
+
+#: Fewest numbers that a prefix and the masked form together may leave: with fewer, the two
+#: stored side by side would come close to naming the recipient.
+MIN_CANDIDATES = 10_000
+#: Digits ``mask`` keeps at the end of a number.
+MASK_KEEPS = 4
+
+
+def destination_prefix(number: phonenumbers.PhoneNumber) -> str:
+    """``+`` country calling code + national destination code (the operator or area range
+    pumping targets), shortened until the digits neither it nor the masked form shows leave
+    at least ``MIN_CANDIDATES`` numbers."""
+    national = phonenumbers.national_significant_number(number)
+    destination = phonenumbers.length_of_national_destination_code(number)
+    if not destination:
+        destination = phonenumbers.length_of_geographical_area_code(number)
+    hidden_allowed = len(national) - MASK_KEEPS - len(str(MIN_CANDIDATES - 1))
+    # The national number's leading zero ("+39 06...") is part of it: counted like any digit.
+    shown = max(0, min(destination, hidden_allowed))
+    return f"+{number.country_code}{national[:shown]}"
+
+
+def candidates(prefix: str, masked: str) -> int:
+    """How many numbers match both a prefix and a masked form (from ``mask``)."""
+    hidden = masked.count("*")
+    head = len(masked) - len(masked.lstrip("+0123456789"))  # "+" and the calling code
+    covered = max(0, len(prefix) - head)
+    return 10 ** max(0, hidden - covered)
 
 
 def _country(number: phonenumbers.PhoneNumber) -> str:

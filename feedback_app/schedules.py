@@ -20,6 +20,7 @@ SCHEDULES: dict[str, str] = {
     "feedback_app.poll_statuses": "feedback_app.tasks.poll_statuses",
     "feedback_app.refresh_rollups": "feedback_app.rollups.refresh",
     "feedback_app.purge_idempotency": "feedback_app.tasks.purge_idempotency",
+    "feedback_app.block_pumped_prefixes": "feedback_app.tasks.block_pumped_prefixes",
 }
 
 

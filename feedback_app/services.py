@@ -20,7 +20,7 @@ from django.dispatch import Signal
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from . import outbox, signals, verifications
+from . import guard, outbox, signals, verifications
 from .conf import app_settings, feedback_window
 from .errors import field_error
 from .expiry import expire_batch
@@ -203,6 +203,7 @@ def send(
     source: str = Source.PYTHON,
     message_id: uuid.UUID | None = None,
     verification: str | None = None,
+    client: str | None = None,
     **options: Any,
 ) -> Message:
     """Send ``body`` through the provider with feedback enabled and track the result.
@@ -213,6 +214,10 @@ def send(
     to put ``confirmation_token(message_id)`` in the body (a link that confirms the message).
     ``verification``: the host's key of the attempt, as for ``track``; a resend is a new send
     with the same key.
+
+    The guard (docs/guard.md) is asked first: a refusal raises ``SendBlocked`` and calls no
+    provider. ``verification`` and ``client`` (``"user:<id>"`` or ``"ip:<address>"``, who
+    asked) are what its per-verification and per-client limits count.
     """
     _check_provider(provider)
     _check_source(source)
@@ -241,6 +246,14 @@ def send(
     if Message.objects.filter(pk=message.pk).exists():
         raise field_error("message_id", _("A message with this id already exists."), "duplicate")
     verifications.check_existing(verification_hash, recipient, message.purpose)
+    guard.check(
+        recipient,
+        provider=provider,
+        purpose=message.purpose,
+        channel=channel,
+        verification=guard.check_key("verification", verification),
+        client=guard.check_key("client", client),
+    )
     result = get_provider(provider).send(
         to=recipient.address,
         body=body,
@@ -348,6 +361,7 @@ def _new_message(
         recipient_hash=recipient.hash,
         recipient_masked=recipient.masked,
         country=recipient.country,
+        recipient_prefix=recipient.prefix,
         delivery_status=delivery_status,
         provider_status=provider_status,
         feedback_requested=feedback_requested,

@@ -10,3 +10,10 @@ feedback_changed = Signal()
 
 #: A message's delivery status changed. Provides: message, old, new, source.
 delivery_changed = Signal()
+
+#: The guard blocked a prefix or country (automatically or by hand). Provides: block (a
+#: GuardBlock: kind, value, reason, detail with the numbers, since, until).
+guard_blocked = Signal()
+
+#: A block was lifted before its end. Provides: block, actor (who lifted it, a string).
+guard_unblocked = Signal()

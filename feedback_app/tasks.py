@@ -80,3 +80,10 @@ def purge_idempotency() -> int:
     from .api.idempotency import purge_expired
 
     return purge_expired()
+
+
+def block_pumped_prefixes() -> int:
+    """Schedule: block prefixes whose recent sends do not convert (the SMS-pumping guard)."""
+    from .blocks import block_pumped_prefixes
+
+    return len(block_pumped_prefixes())

@@ -47,6 +47,19 @@ def _fresh_locmem():
     locmem.reset()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_guard():
+    """The guard's counters (the cache) and its copy of the blocks start empty in each test."""
+    from django.core.cache import caches
+
+    from feedback_app import blocks
+
+    caches["default"].clear()
+    blocks.forget()
+    yield
+    blocks.forget()
+
+
 def _missing_services(item: pytest.Item) -> list[str]:
     missing = []
     if item.get_closest_marker("postgres") and connection.vendor != "postgresql":

@@ -609,3 +609,55 @@ def test_django_tasks_on_a_dummy_backend_is_w018(feedback_app, settings):
 def test_django_tasks_on_an_immediate_or_database_backend_is_clean(feedback_app, alias):
     feedback_app(QUEUE="django_tasks", TASKS_BACKEND=alias)
     assert app_ids() == []
+
+
+@pytest.mark.parametrize(
+    "guard",
+    [
+        "on",
+        {"RECIPIENT_LIMIT": 5},
+        {"RECIPIENT_LIMIT": [5, 0]},
+        {"VERIFICATION_LIMIT": [5]},
+        {"ENABLED": "yes"},
+        {"ALLOWED_COUNTRIES": {"*": ["XX"]}},
+        {"BLOCKED_COUNTRIES": ["NG"]},
+        {"MIN_ATTEMPTS": 0},
+        {"MAX_CONVERSION": 1.5},
+        {"DROP": -0.1},
+        {"SETTLE": 3600},
+        {"BLOCKS_REFRESH": True},
+        {"SURPRISE": 1},
+    ],
+)
+def test_bad_guard_settings_are_e030(feedback_app, guard):
+    feedback_app(GUARD=guard)
+    (issue,) = app_issues()
+    assert issue.id == "feedback_app.E030"
+    assert issue.hint
+
+
+def test_a_guard_cache_that_does_not_exist_is_e031(feedback_app):
+    feedback_app(GUARD={"CACHE": "nowhere"})
+    assert app_ids() == ["feedback_app.E031"]
+
+
+def test_a_dummy_guard_cache_is_w030(feedback_app, settings):
+    settings.CACHES = {
+        **settings.CACHES,
+        "dummy": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"},
+    }
+    feedback_app(GUARD={"CACHE": "dummy"})
+    assert app_ids() == ["feedback_app.W030"]
+
+
+@pytest.mark.parametrize(
+    "guard",
+    [
+        {"RECIPIENT_LIMIT": None, "COUNTRY_LIMIT": [1000, 3600]},
+        {"ALLOWED_COUNTRIES": {"*": ["US", "GB"], "signup": ["US"]}},
+        {"AUTO_BLOCK": False, "SETTLE": 0},
+    ],
+)
+def test_sound_guard_settings_are_accepted(feedback_app, guard):
+    feedback_app(GUARD=guard)
+    assert app_ids() == []

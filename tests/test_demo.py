@@ -306,9 +306,12 @@ def test_the_same_seed_gives_the_same_counts_and_another_seed_other_data():
 
 def test_progress_is_reported_per_batch():
     calls = []
-    created = demo.seed(days=2, messages=demo.BATCH_SIZE + 10, progress=lambda *a: calls.append(a))
-    assert created == demo.BATCH_SIZE + 10
-    assert calls == [(demo.BATCH_SIZE, created), (created, created)]
+    total = demo.BATCH_SIZE + 10 + demo.PUMPING.sent
+    created = demo.seed(days=2, messages=total, progress=lambda *a: calls.append(a))
+    assert created == total
+    # The ordinary history in batches, then the pumping episode's messages in one more.
+    ordinary = created - demo.PUMPING.sent
+    assert calls == [(demo.BATCH_SIZE, created), (ordinary, created), (created, created)]
 
 
 def test_help_explains_the_command():

@@ -307,3 +307,46 @@ def test_aws_logs_no_session_token(aws, all_logs):
     texts = logged_texts(all_logs)
     assert any("x-amz-security-token" in text.lower() for text in texts)  # and logged, redacted
     assert not [text for text in texts if token in text]
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_the_guard_stores_nothing_of_the_number_or_body(case, all_logs, settings):
+    """Refused sends (a rate limit, a block, an automatic block) leave BlockedSend and GuardBlock
+    rows and cache counters: none holds the number, its hash, its masked form or the body."""
+    from django.core.cache import caches
+
+    from feedback_app import blocks
+    from feedback_app.errors import SendBlocked
+
+    settings.FEEDBACK_APP = {
+        **settings.FEEDBACK_APP,
+        "GUARD": {"RECIPIENT_LIMIT": [1, 600], "MIN_ATTEMPTS": 1, "SETTLE": 0},
+    }
+    to, channel = CASES[case]["to"], CASES[case]["channel"]
+    message = services.send(provider="locmem", to=to, body=BODY, channel=channel)
+    with pytest.raises(SendBlocked):
+        services.send(provider="locmem", to=to, body=BODY, channel=channel, client="ip:10.0.0.1")
+    made = blocks.block_pumped_prefixes()
+    assert [block.value for block in made] == [message.recipient_prefix]
+    settings.FEEDBACK_APP = {**settings.FEEDBACK_APP, "GUARD": {"RECIPIENT_LIMIT": None}}
+    with pytest.raises(SendBlocked):
+        services.send(provider="locmem", to=to, body=BODY, channel=channel)
+
+    cells = [
+        (table, column, text)
+        for table, column, text in stored_texts()
+        if table in ("feedback_app_guardblock", "feedback_app_blockedsend")
+    ]
+    assert {table for table, _, _ in cells} == {
+        "feedback_app_guardblock",
+        "feedback_app_blockedsend",
+    }
+    secrets = [BODY, CODE, message.recipient_hash, message.recipient_masked, "10.0.0.1"]
+    for secret in [*secrets, *CASES[case]["secrets"]]:
+        leaks = [(table, column) for table, column, text in cells if secret in text]
+        assert not leaks, f"{secret!r} stored in {leaks}"
+        # The counters are keyed by the keyed hash (as Message.recipient_hash), never the number.
+        if secret != message.recipient_hash:
+            keys = [key for key in caches["default"]._cache if secret in key]
+            assert not keys, f"{secret!r} in a cache key"
+        assert not [text for text in logged_texts(all_logs) if secret in text and "guard" in text]

@@ -48,6 +48,7 @@ from ..reports import (
 )
 from ..states import Channel
 from . import formats
+from .guard import dashboard_summary
 
 #: Breakdown tables, in page order, each downloadable as CSV.
 TABLES: tuple[str, ...] = ("country", "provider", "purpose", "sender", "channel")
@@ -708,6 +709,7 @@ class ConversionDashboardAdmin(admin.ModelAdmin):
             ],
             "columns": COLUMNS,
             "alerts": [_alert(alert) for alert in alerts],
+            "guard": dashboard_summary(filters, now),
             "active": [
                 {
                     "name": name,

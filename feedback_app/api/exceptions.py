@@ -21,6 +21,7 @@ from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from ..errors import SendBlocked
 from ..providers.base import PermanentError, RetryableError
 
 logger = logging.getLogger(__name__)
@@ -76,6 +77,19 @@ class IdempotencyKeyReused(exceptions.APIException):
     default_code = "idempotency_key_reused"
 
 
+class SendRateLimited(exceptions.Throttled):
+    """A guard rate limit refused the send (``recipient_rate``, ...): 429 with Retry-After."""
+
+    default_code = "rate_limited"
+
+
+def _guard_refusal(exc: SendBlocked) -> exceptions.APIException:
+    """429 for a rate limit (it lifts by itself), 403 for a block or a country rule."""
+    if exc.is_rate_limit:
+        return SendRateLimited(wait=exc.retry_after, detail=exc.message, code=exc.code)
+    return exceptions.PermissionDenied(detail=exc.message, code=exc.code)
+
+
 def _as_api_exception(exc: Exception) -> Exception:
     """The services' exceptions as the API exceptions that say the same thing."""
     if isinstance(exc, DjangoValidationError):
@@ -91,6 +105,8 @@ def _as_api_exception(exc: Exception) -> Exception:
     if isinstance(exc, RequestDataTooBig):
         # Raised when DRF reads the body for the JSON parser; Django would answer an HTML 400.
         return RequestTooLarge()
+    if isinstance(exc, SendBlocked):
+        return _guard_refusal(exc)
     if isinstance(exc, RetryableError):
         logger.warning("provider unavailable: %s", exc)
         return ProviderUnavailable()

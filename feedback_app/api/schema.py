@@ -70,6 +70,24 @@ _ERROR_DESCRIPTIONS: dict[int, str] = {
 }
 
 
+#: The send endpoint's 403 and 429: its permission and throttle, or the guard (docs/guard.md).
+GUARD_ERRORS: dict[int, OpenApiResponse] = {
+    403: OpenApiResponse(
+        ErrorSerializer,
+        description="Authenticated without the `send_message` permission, or the guard refused "
+        "the destination: `code` is `prefix_blocked` (a blocked prefix, suspected SMS pumping), "
+        "`country_blocked` or `country_not_allowed` (the purpose's country lists). Nothing "
+        "was sent.",
+    ),
+    429: OpenApiResponse(
+        ErrorSerializer,
+        description="Throttled by the `feedback_app.send` scope (`code` `throttled`), or a "
+        "guard rate limit: `code` is `recipient_rate`, `verification_rate`, `client_rate`, "
+        "`prefix_rate` or `country_rate`. Nothing was sent. See Retry-After.",
+    ),
+}
+
+
 def errors(*statuses: int) -> dict[int, OpenApiResponse]:
     """Error responses for ``extend_schema(responses=...)``."""
     return {

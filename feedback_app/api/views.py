@@ -38,8 +38,23 @@ from .filters import MessageFilter
 from .idempotency import idempotent
 from .pagination import MessageCursorPagination
 from .parsers import JSONParser
-from .schema import CREATED_HEADERS, ERROR_HEADERS, IDEMPOTENCY_KEY, documented, errors
+from .schema import (
+    CREATED_HEADERS,
+    ERROR_HEADERS,
+    GUARD_ERRORS,
+    IDEMPOTENCY_KEY,
+    documented,
+    errors,
+)
 from .throttling import ConfirmThrottle, SendThrottle
+
+
+def _client(request: Request) -> str:
+    """Who asked, for the guard's per-client limit: the user, else the address DRF's throttles
+    use (``NUM_PROXIES`` decides whether X-Forwarded-For is trusted)."""
+    if request.user and request.user.is_authenticated:
+        return f"user:{request.user.pk}"
+    return f"ip:{BaseThrottle().get_ident(request)}"
 
 
 class FeedbackAPIView:
@@ -160,7 +175,8 @@ class MessageViewSet(FeedbackAPIView, GenericViewSet):
         parameters=[IDEMPOTENCY_KEY, *CREATED_HEADERS, *ERROR_HEADERS],
         responses={
             201: serializers.CreatedMessageSerializer,
-            **errors(400, 401, 403, 406, 409, 413, 415, 422, 429, 502, 503),
+            **errors(400, 401, 406, 409, 413, 415, 422, 502, 503),
+            **GUARD_ERRORS,
         },
     )
     @action(
@@ -173,7 +189,7 @@ class MessageViewSet(FeedbackAPIView, GenericViewSet):
     def send(self, request: Request) -> Response:
         params = serializers.SendSerializer(data=request.data, context={"request": request})
         params.is_valid(raise_exception=True)
-        message = services.send(**params.validated_data, source=Source.API)
+        message = services.send(**params.validated_data, source=Source.API, client=_client(request))
         return Response(serializers.CreatedMessageSerializer(message).data, status.HTTP_201_CREATED)
 
     @documented(

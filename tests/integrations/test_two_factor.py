@@ -298,3 +298,19 @@ def test_without_a_provider_the_gateway_refuses_and_sends_nothing(settings):
     with pytest.raises(ImproperlyConfigured, match=r"TWO_FACTOR'\]\['PROVIDER'\]"):
         Gateway().send_sms(device=device, token="123456")
     assert not locmem.outbox and not Message.objects.exists()
+
+
+def test_a_send_the_guard_refuses_is_logged_with_its_code_and_the_login_page_shows(client, caplog):
+    from feedback_app import blocks
+
+    make_device("ada")
+    blocks.block("prefix", "+120", reason="pumping")
+    with caplog.at_level(logging.WARNING, logger="feedback_app"):
+        response = start_login(client, "ada")
+    assert response.status_code == 200
+    assert 'name="token-otp_token"' in response.text
+    assert not Message.objects.exists() and not locmem.outbox
+    (record,) = [r for r in caplog.records if r.name.startswith("feedback_app.integrations")]
+    assert record.levelno == logging.WARNING
+    assert "prefix_blocked" in record.getMessage()
+    assert "+12015550123" not in caplog.text

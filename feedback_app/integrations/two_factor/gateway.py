@@ -30,6 +30,7 @@ from two_factor.views.core import LoginView
 
 from ... import services
 from ...conf import app_settings
+from ...errors import SendBlocked
 from ...models import Message
 from ...providers.base import ProviderError
 from ...recipients import recipient_hash
@@ -74,6 +75,22 @@ class Gateway:
                 message_id=message_id,
                 verification=attempt,
             )
+        except SendBlocked as refusal:
+            # The guard's decision, not a fault: WARNING, with what to do about it.
+            wait = (
+                f"; the limit lifts in {refusal.retry_after} s"
+                if refusal.retry_after
+                else "; see manage.py feedback_guard"
+            )
+            logger.warning(
+                "feedback_app: two_factor's code for device %s was not sent: the SMS guard "
+                "refused it (%s: %s)%s",
+                device.persistent_id,
+                refusal.code,
+                refusal.message,
+                wait,
+            )
+            return None
         except (ProviderError, ValidationError) as exc:
             # No traceback: error trackers record its frames' locals, the token and number.
             # A ProviderError's text has its numbers masked; a ValidationError's names none.
