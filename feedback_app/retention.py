@@ -1,4 +1,5 @@
-"""Retention: deleting messages older than RETENTION_DAYS with their events and provider calls.
+"""Retention: deleting messages older than RETENTION_DAYS with their events and provider calls,
+and the guard's records of refused sends older than that.
 
 Deleted in chunks of primary keys, one short transaction each, so a purge of millions of rows
 never holds long locks, can be interrupted at any point, and a re-run simply continues. Each
@@ -19,7 +20,7 @@ from django.utils import timezone
 
 from . import rollups
 from .conf import app_settings
-from .models import Message, MessageEvent, ProviderCall, Verification
+from .models import BlockedSend, Message, MessageEvent, ProviderCall, Verification
 from .outbox import OPEN_STATES
 
 #: Messages deleted per transaction.
@@ -31,6 +32,8 @@ class PurgeResult:
     messages: int
     events: int
     calls: int
+    #: The guard's records of refused sends (``BlockedSend``).
+    blocked_sends: int = 0
 
 
 def cutoff(days: int | None = None, now: datetime | None = None) -> datetime | None:
@@ -58,6 +61,7 @@ def count(before: datetime) -> PurgeResult:
         messages=messages.count(),
         events=MessageEvent.objects.filter(message__in=messages).count(),
         calls=ProviderCall.objects.filter(message__in=messages).count(),
+        blocked_sends=BlockedSend.objects.filter(at__lt=before).count(),
     )
 
 
@@ -107,4 +111,26 @@ def purge(
             progress(totals[0])
         if len(ids) < batch_size:
             break
-    return PurgeResult(messages=totals[0], events=totals[1], calls=totals[2])
+    return PurgeResult(
+        messages=totals[0],
+        events=totals[1],
+        calls=totals[2],
+        blocked_sends=_purge_blocked_sends(before, batch_size),
+    )
+
+
+def _purge_blocked_sends(before: datetime, batch_size: int) -> int:
+    """Delete refused-send records from before ``before``, a batch per transaction.
+
+    The blocks themselves (``GuardBlock``) are kept: few rows, and the record of who lifted what.
+    """
+    deleted = 0
+    while True:
+        ids = list(
+            BlockedSend.objects.filter(at__lt=before)
+            .order_by("at")
+            .values_list("pk", flat=True)[:batch_size]
+        )
+        if not ids:
+            return deleted
+        deleted += BlockedSend.objects.filter(pk__in=ids).delete()[0]

@@ -8,7 +8,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from feedback_app import retention, services
-from feedback_app.models import Message, MessageEvent, ProviderCall
+from feedback_app.models import BlockedSend, Message, MessageEvent, ProviderCall
 from feedback_app.states import CallState
 from tests.factories import make_message
 
@@ -36,7 +36,7 @@ def test_dry_run_counts_and_deletes_nothing(history):
     before = snapshot()
     output = run("feedback_purge", "--dry-run")
     assert "5 messages sent before" in output
-    assert "with 10 events and 5 provider calls (dry run)" in output
+    assert "with 10 events and 5 provider calls, and 0 refused sends (dry run)" in output
     assert snapshot() == before
 
 
@@ -95,3 +95,22 @@ def test_bad_arguments_raise_command_error_and_delete_nothing(history, args, mes
     with pytest.raises(CommandError, match=message):
         run("feedback_purge", *args)
     assert snapshot() == before
+
+
+def test_refused_sends_older_than_the_cutoff_go_too(history):
+    now = timezone.now()
+    for days in (100, 95, 10):
+        BlockedSend.objects.create(
+            at=now - timedelta(days=days),
+            code="recipient_rate",
+            provider="locmem",
+            purpose="otp",
+            channel="sms",
+        )
+    assert "and 2 refused sends (dry run)" in run("feedback_purge", "--dry-run")
+    assert BlockedSend.objects.count() == 3
+    output = run("feedback_purge", "--batch-size", "1")
+    assert "and 2 refused sends." in output
+    assert [row.at.date() for row in BlockedSend.objects.all()] == [
+        (now - timedelta(days=10)).date()
+    ]

@@ -58,8 +58,8 @@ class Command(FeedbackCommand):
             found = retention.count(before)
             self.stdout.write(
                 f"{found.messages:,} messages sent before {before:%Y-%m-%d %H:%M %Z} would be "
-                f"deleted, with {found.events:,} events and {found.calls:,} provider calls "
-                "(dry run)."
+                f"deleted, with {found.events:,} events and {found.calls:,} provider calls, and "
+                f"{found.blocked_sends:,} refused sends (dry run)."
             )
             return
         enabled = not options["no_progress"]
@@ -72,6 +72,7 @@ class Command(FeedbackCommand):
         self.stdout.write(
             self.style.SUCCESS(
                 f"Deleted {result.messages:,} messages sent before {before:%Y-%m-%d %H:%M %Z}, "
-                f"with {result.events:,} events and {result.calls:,} provider calls."
+                f"with {result.events:,} events and {result.calls:,} provider calls, and "
+                f"{result.blocked_sends:,} refused sends."
             )
         )
