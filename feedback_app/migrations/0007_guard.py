@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("feedback_app", "0005_sns_subscriptions_polled_at"),
+        ("feedback_app", "0006_verifications"),
     ]
 
     operations = [
