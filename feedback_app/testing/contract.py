@@ -36,7 +36,7 @@ from django.urls import reverse
 
 from ..models import Message, MessageEvent, ProviderCall
 from ..providers import PermanentError, Provider, RetryableError, SendResult, get_provider
-from ..states import Channel, Delivery, EventKind
+from ..states import CallState, Channel, Delivery, EventKind
 from .server import FakeServer
 
 #: Error kinds the adapter's ``fail_next`` makes the fake answer, and the side each lands on.
@@ -224,10 +224,13 @@ class ProviderContract:
         with django_capture_on_commit_callbacks(execute=True):
             (services.confirm if outcome == "confirmed" else services.fail)(message)
 
+        message.refresh_from_db()
+        assert message.feedback == outcome
         if outcome in provider.reports:
             expected = [(message.provider_message_id, self.reported_as[outcome])]
             assert self.reported(fake) == expected
-            assert ProviderCall.objects.filter(message=message).count() == 1
+            [call] = ProviderCall.objects.filter(message=message)
+            assert call.state == CallState.SUCCEEDED
         else:
             # Recorded locally only: nothing is sent to the provider.
             assert self.reported(fake) == []
