@@ -625,23 +625,6 @@ def test_an_unknown_outcome_is_refused_without_calling_aws(stubber):
 # Through the outbox -------------------------------------------------------------------------
 
 
-def test_a_confirmation_reports_received_once(aws_sms, fake, django_capture_on_commit_callbacks):
-    message = send()
-    with django_capture_on_commit_callbacks(execute=True):
-        assert services.confirm(message) is True
-    with django_capture_on_commit_callbacks(execute=True):
-        assert services.confirm(message) is False
-    assert fake.feedback == {message.provider_message_id: ["RECEIVED"]}
-    assert ProviderCall.objects.get(message=message).state == CallState.SUCCEEDED
-
-
-def test_a_failure_reports_failed(aws_sms, fake, django_capture_on_commit_callbacks):
-    message = send()
-    with django_capture_on_commit_callbacks(execute=True):
-        services.fail(message)
-    assert fake.feedback == {message.provider_message_id: ["FAILED"]}
-
-
 def test_a_late_conversion_after_expiry_reports_received_after_failed(
     aws_sms, fake, clock, django_capture_on_commit_callbacks
 ):
