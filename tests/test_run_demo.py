@@ -32,7 +32,8 @@ FAKE_MANAGE = textwrap.dedent(
     command = sys.argv[1]
     behaviour = os.environ.get("FAKE_" + command.upper(), "run")
     settings = ("DEBUG", "FEEDBACK_FAKES_URL", "FEEDBACK_PUBLIC_URL")
-    print("started", command, *(os.environ.get(name) for name in settings), flush=True)
+    line = " ".join(["started", command, *(str(os.environ.get(name)) for name in settings)])
+    os.write(1, (line + "\\n").encode())  # one write: the processes share the demo's stdout
     if behaviour == "port-in-use":
         print("Error: That port is already in use.", file=sys.stderr, flush=True)
         sys.exit(1)
