@@ -40,6 +40,15 @@ def clock(monkeypatch) -> Clock:
     return clock
 
 
+@pytest.fixture
+def window_start(clock: Clock) -> Clock:
+    """The clock a second into a UTC day: the guard counts in fixed windows (divisors of a day),
+    and a window that ended mid-test would restart a count the test relies on."""
+    day = 86400
+    clock.now = clock.now.fromtimestamp(clock.now.timestamp() // day * day + 1, tz=clock.now.tzinfo)
+    return clock
+
+
 @pytest.fixture(autouse=True)
 def _fresh_locmem():
     locmem.reset()

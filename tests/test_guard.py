@@ -18,7 +18,7 @@ from feedback_app.recipients import MIN_CANDIDATES, candidates, mask, parse_reci
 
 from .factories import NUMBERS
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("window_start")]
 
 
 def guard_settings(**guard):

@@ -20,7 +20,12 @@ from feedback_app.errors import SendBlocked
 from feedback_app.models import BlockedSend, Message
 from feedback_app.providers import locmem
 
-pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.redis,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("window_start"),
+]
 
 THREADS = 16
 

@@ -13,7 +13,7 @@ from tests.factories import NUMBERS
 from .conftest import API
 
 SEND = f"{API}/messages/send/"
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("window_start")]
 
 
 def guard_settings(**guard):
