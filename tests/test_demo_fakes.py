@@ -11,6 +11,7 @@ from feedback_app import polling, services
 from feedback_app.models import Message, MessageEvent
 from feedback_app.states import Delivery, EventKind, Feedback, Source
 from feedback_app.testing import FakeServer
+from feedback_app.testing.carrier import unreachable
 from feedback_app.testing.demo_fakes import ProviderFakes
 
 from .factories import NUMBERS
@@ -91,8 +92,9 @@ def test_whether_twilio_delivers_depends_on_the_number_alone(fakes):
     """The same number always ends the same way (the README's is delivered), so neither the demo
     nor a test that sends to a reachable number sees a random undelivered message."""
     fakes.twilio.undelivered_rate = 0.1
-    assert fakes.twilio.unreachable("+14155550125") and not fakes.twilio.unreachable("+14155550123")
-    assert 50 < sum(fakes.twilio.unreachable(f"+1415555{n:04}") for n in range(1000)) < 150
+    rate = fakes.twilio.undelivered_rate
+    assert unreachable("+14155550125", rate) and not unreachable("+14155550123", rate)
+    assert 50 < sum(unreachable(f"+1415555{n:04}", rate) for n in range(1000)) < 150
     off = services.send(provider="twilio", to="+14155550125", body="Your code is 482913")
     on = services.send(provider="twilio", to="+14155550123", body="Your code is 482913")
     wait_for(lambda: Message.objects.get(pk=off.pk).delivery_status == Delivery.UNDELIVERED)

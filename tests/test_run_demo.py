@@ -20,6 +20,7 @@ from types import SimpleNamespace
 import pytest
 
 from example_project import run_demo
+from feedback_app.testing.carrier import unreachable
 from feedback_app.testing.demo_fakes import CarrierTwilioFake
 
 REPOSITORY = Path(run_demo.MANAGE).parent
@@ -290,7 +291,7 @@ def test_the_callback_url_reaches_runserver_on_whichever_address_it_listens(host
 
 
 def test_the_snippet_sends_to_a_number_the_twilio_fake_always_delivers():
-    assert not CarrierTwilioFake().unreachable(run_demo.SNIPPET_TO)
+    assert not unreachable(run_demo.SNIPPET_TO, CarrierTwilioFake().undelivered_rate)
 
 
 def test_the_readme_shows_the_snippet_the_demo_prints_for_the_default_ports(monkeypatch):

@@ -22,18 +22,17 @@ Each fake also plays what happens after the send, so the whole path runs:
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import random
 import threading
-import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
 from .aws_sms_fake import AwsSmsFake
+from .carrier import call_later, post, unreachable
 from .chime_fake import ChimeFake, FakeChannelMessage
 from .sns_fake import CERTIFICATE_PATH, SnsPublisher
 from .twilio_fake import API_VERSION, AUTH_TOKEN, TwilioFake
@@ -67,18 +66,12 @@ class CarrierTwilioFake(TwilioFake):
         payload = super()._create(form)
         callback = form.get("StatusCallback", [None])[-1]
         if callback:
-            final = "undelivered" if self.unreachable(payload["to"]) else "delivered"
+            final = (
+                "undelivered" if unreachable(payload["to"], self.undelivered_rate) else "delivered"
+            )
             for delay, status in zip(self.delays, ("sent", final), strict=True):
-                timer = threading.Timer(delay, self._call_back, (payload, callback, status))
-                timer.daemon = True
-                timer.start()
+                call_later(delay, self._call_back, payload, callback, status)
         return payload
-
-    def unreachable(self, to: str) -> bool:
-        """Whether messages to ``to`` end ``undelivered``: its hash, read as a fraction of 1,
-        is below ``undelivered_rate`` (the same answer in every process and run)."""
-        draw = int.from_bytes(hashlib.sha256(to.encode()).digest()[:8]) / 2**64
-        return draw < self.undelivered_rate
 
     def _call_back(self, payload: dict[str, Any], url: str, status: str) -> None:
         from twilio.request_validator import RequestValidator
@@ -98,16 +91,7 @@ class CarrierTwilioFake(TwilioFake):
         if error_code:
             params["ErrorCode"] = str(error_code)
         signature = RequestValidator(self.auth_token).compute_signature(url, params)
-        request = urllib.request.Request(  # noqa: S310 (the URL the app itself gave us)
-            url,
-            data=urlencode(params).encode(),
-            headers={"X-Twilio-Signature": signature},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
-                response.read()
-        except OSError as exc:
-            logger.warning("status callback to %s failed: %s", url, exc)
+        post(url, urlencode(params).encode(), {"X-Twilio-Signature": signature})
 
 
 @dataclass(frozen=True)

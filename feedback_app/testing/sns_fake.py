@@ -25,10 +25,7 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -39,7 +36,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
-logger = logging.getLogger(__name__)
+from .carrier import post
 
 #: Where the certificate is served, under the fake's own URL.
 CERTIFICATE_PATH = "/sns/"
@@ -122,16 +119,7 @@ class SnsPublisher:
         status: int | None = None
         for delay in (0.0, *self.retry_delays):
             time.sleep(delay)
-            request = urllib.request.Request(url, data=data, headers=headers)  # noqa: S310
-            try:
-                with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
-                    response.read()
-                    status = response.status
-            except urllib.error.HTTPError as exc:
-                status = exc.code
-            except OSError as exc:
-                logger.warning("SNS notification to %s failed: %s", url, exc)
-                status = None
+            status = post(url, data, headers)
             self.answers.append(status)
             if status is not None and status < 500 and status != 429:
                 return status

@@ -32,7 +32,11 @@ EXCLUDED_DIRS = {"providers", "webhooks", "testing", "migrations"}
 EXCLUDED_FILES = {"demo.py", "demo_verifications.py"}
 
 #: Provider keys, vendors and their SDKs' import names.
-NAMES = re.compile(r"twilio|aws|amazon|sns|chime|boto|locmem", re.IGNORECASE)
+NAMES = re.compile(
+    r"twilio|aws|amazon|sns|chime|boto|locmem|vonage|nexmo|plivo|sinch|infobip|telesign|alibaba"
+    r"|aliyun|dysms",
+    re.IGNORECASE,
+)
 #: A string literal that is a name or dotted path (not a sentence).
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
 
