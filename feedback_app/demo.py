@@ -31,8 +31,38 @@ from .models import BlockedSend, GuardBlock, Message, MessageEvent, ProviderCall
 from .recipients import destination_prefix, mask, recipient_hash
 from .states import CallState, Channel, Delivery, EventKind, Feedback, Operation, Source
 
+
+@dataclass(frozen=True)
+class SmsProfile:
+    """How one SMS provider's messages look in the history: the raw statuses its API answers and
+    its receipts carry, as its backend maps them (``providers/<key>.py``), and its ids."""
+
+    #: Outcomes its backend takes reports for (``Provider.reports``).
+    reports: frozenset[str]
+    #: The project's own senders (numbers in the fictional 555-01xx range, or sender ids).
+    senders: tuple[str, ...]
+    #: The provider's message id, made from 128 random bits.
+    message_id: Callable[[int], str]
+    #: What the send answers ("" when it answers no status), and the receipts' raw statuses.
+    queued: str
+    #: Handed to the carrier; None when the provider reports no such step.
+    sent: str | None
+    delivered: str
+    undelivered: tuple[str, ...]
+    failed: tuple[str, ...]
+    rejected: tuple[str, ...]
+    #: How the statuses after the send arrive (``Source.WEBHOOK`` or ``Source.POLL``).
+    source: str = Source.WEBHOOK
+    #: Where a receipt's error code goes in the event's detail, and the codes drawn.
+    error_detail_key: str = ""
+    error_codes: tuple[str, ...] = ()
+
+
+#: The SMS providers whose history follows ``SmsProfile`` (the first three have their own paths).
+SMS_PROFILES: dict[str, SmsProfile] = {}
+
 #: The providers the demo history is recorded for (keys as everywhere else).
-PROVIDERS: tuple[str, ...] = ("twilio", "aws_sms", "chime")
+PROVIDERS: tuple[str, ...] = ("twilio", "aws_sms", "chime", *SMS_PROFILES)
 
 #: Outcomes each provider takes reports for, as their backends declare (``Provider.reports``).
 #: Written here because the example project configures only ``locmem``.
@@ -40,6 +70,7 @@ REPORTS: dict[str, frozenset[str]] = {
     "twilio": frozenset({"confirmed"}),
     "aws_sms": frozenset({"confirmed", "failed"}),
     "chime": frozenset(),
+    **{key: profile.reports for key, profile in SMS_PROFILES.items()},
 }
 
 #: Messages per batch: one executemany each for them, their events and their report calls.
@@ -90,7 +121,14 @@ PURPOSES: dict[str, tuple[float, float]] = {
     "password_reset": (0.10, 0.90),
 }
 
-PROVIDER_SHARES: dict[str, float] = {"twilio": 0.45, "aws_sms": 0.40, "chime": 0.15}
+#: Shares of the traffic: the three first providers carry most of it, the others an equal part
+#: of the rest.
+PROVIDER_SHARES: dict[str, float] = {
+    "twilio": 0.45 * (1 - 0.06 * len(SMS_PROFILES)),
+    "aws_sms": 0.40 * (1 - 0.06 * len(SMS_PROFILES)),
+    "chime": 0.15 * (1 - 0.06 * len(SMS_PROFILES)),
+    **dict.fromkeys(SMS_PROFILES, 0.06),
+}
 
 #: Relative traffic by local hour of day: quiet nights, a morning and an evening peak.
 HOURLY = (
@@ -525,11 +563,17 @@ class _Generator:
             sender = rng.choice(AWS_US_SENDERS if country.code == "US" else AWS_SENDER_IDS)
             provider_message_id = str(uuid.UUID(int=self.ids.getrandbits(128), version=4))
             delivery = self._aws(sent, converted)
-        else:
+        elif provider == "chime":
             channel = Channel.CHAT
             sender = rng.choice(CHIME_SENDERS)
             provider_message_id = f"{self.ids.getrandbits(128):032x}"
             delivery = self._chime(sent, converted)
+        else:
+            profile = SMS_PROFILES[provider]
+            channel = Channel.SMS
+            sender = rng.choice(profile.senders)
+            provider_message_id = profile.message_id(self.ids.getrandbits(128))
+            delivery = self._sms(profile, sent, converted)
 
         # Only what has happened by now is history; the rest has not arrived yet.
         status, raw, delivered_at, last_change = Delivery.QUEUED, "", None, sent
@@ -863,6 +907,60 @@ class _Generator:
             path.append(
                 (sent + AWS_UNKNOWN_AFTER, Delivery.UNKNOWN, "TEXT_UNKNOWN", Source.WEBHOOK, {})
             )
+        return path
+
+    def _sms(
+        self, profile: SmsProfile, sent: float, converted: bool
+    ) -> list[tuple[float, str, str, str, dict]]:
+        """An SMS provider's path: queued, handed to the carrier, then a receipt (or none)."""
+        rng = self.rng
+        path = [(sent, Delivery.QUEUED, profile.queued, self._track_source(), {})]
+        handed = sent + rng.uniform(0.5, 4.0)
+        draw = rng.random()
+        if converted:
+            outcome = Delivery.DELIVERED if draw < 0.95 else Delivery.SENT
+        else:
+            outcome = (
+                Delivery.DELIVERED
+                if draw < 0.70
+                else Delivery.SENT
+                if draw < 0.78
+                else Delivery.UNDELIVERED
+                if draw < 0.90
+                else Delivery.REJECTED
+                if draw < 0.95
+                else Delivery.FAILED
+            )
+        if profile.sent is None and outcome == Delivery.SENT:
+            outcome = Delivery.DELIVERED  # no intermediate step to stay at
+        error = (
+            {profile.error_detail_key: rng.choice(profile.error_codes)}
+            if profile.error_detail_key and profile.error_codes
+            else {}
+        )
+        finals = {
+            Delivery.FAILED: profile.failed,
+            Delivery.REJECTED: profile.rejected,
+        }
+        if outcome in finals and finals[outcome]:
+            path.append((handed, outcome, rng.choice(finals[outcome]), profile.source, error))
+            return path
+        if profile.sent is not None:
+            path.append((handed, Delivery.SENT, profile.sent, profile.source, {}))
+        receipt = handed + _lognormal_clipped(rng, 4.5, 0.8, 0.5, 600.0)
+        if outcome == Delivery.UNDELIVERED and profile.undelivered:
+            path.append(
+                (
+                    receipt,
+                    Delivery.UNDELIVERED,
+                    rng.choice(profile.undelivered),
+                    profile.source,
+                    error,
+                )
+            )
+        elif outcome != Delivery.SENT:
+            path.append((receipt, Delivery.DELIVERED, profile.delivered, profile.source, {}))
+        # Delivery.SENT: the carrier never returned a receipt.
         return path
 
     def _chime(self, sent: float, converted: bool) -> list[tuple[float, str, str, str, dict]]:
