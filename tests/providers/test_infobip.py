@@ -574,7 +574,8 @@ def test_carrier_reports_delivery_with_basic_auth_and_the_conversion_is_logged(c
     message = send()
 
     wait_for(lambda: Message.objects.get(pk=message.pk).delivery_status == Delivery.DELIVERED)
-    assert carrier.answers == [200]
+    # The fake records the answer once the webhook's response is back.
+    wait_for(lambda: carrier.answers == [200])
     assert carrier.messages[message.provider_message_id].status == "DELIVERED_TO_HANDSET"
     assert services.confirm(message) is True
     assert [c.message_id for c in carrier.conversions] == [message.provider_message_id]
