@@ -373,7 +373,13 @@ class InfobipProvider(Provider):
             response = self.sms.send_sms_messages(request, _request_timeout=self.timeout)
         except CLIENT_ERRORS as exc:
             raise error_from_exception(exc) from exc
-        [sent] = response.messages
+        # One destination, one entry; found by our messageId should Infobip add others.
+        sent = next(
+            (m for m in response.messages if m.message_id == message_id),
+            response.messages[0] if response.messages else None,
+        )
+        if sent is None:
+            raise RetryableError("Infobip answered the send with no message", code="empty_answer")
         status = status_of(sent.status) or (Delivery.QUEUED, "")
         result_metadata: dict[str, Any] = {}
         if response.bulk_id:

@@ -268,6 +268,16 @@ def test_the_client_is_built_once_with_the_timeout_setting(settings, server, inf
     assert get_provider("infobip").timeout == 3.0
 
 
+def test_an_answer_without_the_message_is_retryable(infobip, fake, monkeypatch):
+    """Nothing says the send was taken: the outbox tries again, within its limits."""
+    monkeypatch.setattr(fake, "_send", lambda body: {"bulkId": "b", "messages": []})
+
+    with pytest.raises(RetryableError) as raised:
+        infobip.send(to=TO, body=BODY, sender=None, channel="sms", message_id="x")
+
+    assert raised.value.code == "empty_answer"
+
+
 # -- reporting conversions -------------------------------------------------------------------------
 
 
