@@ -6,10 +6,13 @@ Each provider's webhook answers at ``<provider>/`` for its built-in key and at
 
 from django.urls import path
 
+from .infobip import InfobipWebhookView
 from .sns import SnsWebhookView
 from .twilio import TwilioWebhookView
 
 urlpatterns: list = [
+    path("infobip/", InfobipWebhookView.as_view(), name="webhook-infobip"),
+    path("infobip/<str:provider>/", InfobipWebhookView.as_view(), name="webhook-infobip-key"),
     path("sns/", SnsWebhookView.as_view(default_provider="aws_sms"), name="webhook-sns"),
     path("sns/<str:provider>/", SnsWebhookView.as_view(), name="webhook-sns-key"),
     path("twilio/", TwilioWebhookView.as_view(), name="webhook-twilio"),
