@@ -195,6 +195,13 @@ if FAKES_URL:
                     "arn:aws:chime:us-east-1:111122223333:app-instance/demo/user/otp-bot"
                 ),
             },
+            # The other providers' fakes, each under its own path; the credentials they accept.
+            "infobip": {
+                "API_KEY": "fake-infobip-api-key",
+                "BASE_URL": FAKES_URL + "/infobip",
+                "FROM": "InfoSMS",
+                "WEBHOOK_BASIC_AUTH": "infobip:demo-webhook-password",
+            },
         }
     )
     # Where the fakes post status callbacks (the runserver of `make demo`).

@@ -59,7 +59,26 @@ class SmsProfile:
 
 
 #: The SMS providers whose history follows ``SmsProfile`` (the first three have their own paths).
-SMS_PROFILES: dict[str, SmsProfile] = {}
+SMS_PROFILES: dict[str, SmsProfile] = {
+    "infobip": SmsProfile(
+        reports=frozenset({"confirmed"}),
+        senders=("InfoSMS", "Acme"),
+        # Our own public id, sent as the message's messageId and echoed by Infobip.
+        message_id=lambda bits: str(uuid.UUID(int=bits, version=4)),
+        queued="PENDING_ACCEPTED",
+        sent=None,  # Infobip posts final reports only
+        delivered="DELIVERED_TO_HANDSET",
+        undelivered=(
+            "UNDELIVERABLE_NOT_DELIVERED",
+            "UNDELIVERABLE_REJECTED_OPERATOR",
+            "EXPIRED_EXPIRED",
+        ),
+        failed=(),
+        rejected=("REJECTED_NETWORK", "REJECTED_DESTINATION"),
+        error_detail_key="error_name",
+        error_codes=("EC_UNKNOWN_SUBSCRIBER", "EC_ABSENT_SUBSCRIBER"),
+    ),
+}
 
 #: The providers the demo history is recorded for (keys as everywhere else).
 PROVIDERS: tuple[str, ...] = ("twilio", "aws_sms", "chime", *SMS_PROFILES)
@@ -938,11 +957,10 @@ class _Generator:
             if profile.error_detail_key and profile.error_codes
             else {}
         )
-        finals = {
-            Delivery.FAILED: profile.failed,
-            Delivery.REJECTED: profile.rejected,
-        }
-        if outcome in finals and finals[outcome]:
+        finals = {Delivery.FAILED: profile.failed, Delivery.REJECTED: profile.rejected}
+        if outcome in finals and not finals[outcome]:
+            outcome = Delivery.UNDELIVERED  # the provider has no such status: a receipt says so
+        if outcome in finals:
             path.append((handed, outcome, rng.choice(finals[outcome]), profile.source, error))
             return path
         if profile.sent is not None:

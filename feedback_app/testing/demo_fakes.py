@@ -34,6 +34,7 @@ from urllib.parse import urlencode
 from .aws_sms_fake import AwsSmsFake
 from .carrier import call_later, post, unreachable
 from .chime_fake import ChimeFake, FakeChannelMessage
+from .infobip_fake import CarrierInfobipFake
 from .sns_fake import CERTIFICATE_PATH, SnsPublisher
 from .twilio_fake import API_VERSION, AUTH_TOKEN, TwilioFake
 
@@ -257,6 +258,10 @@ class ProviderFakes:
         self.sns = SnsPublisher()
         self.aws_sms = CarrierAwsSmsFake(sns=self.sns)
         self.chime = CarrierChimeFake()
+        #: The other providers' fakes, each under ``/<key>/`` (the path of its ``BASE_URL``).
+        self.mounted: dict[str, Callable[..., Iterable[bytes]]] = {
+            "infobip": CarrierInfobipFake(base_path="/infobip"),
+        }
 
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
@@ -270,5 +275,8 @@ class ProviderFakes:
             return self.chime(environ, start_response)
         if path.startswith(CERTIFICATE_PATH):
             return self.sns(environ, start_response)
+        mounted = self.mounted.get(path.split("/", 2)[1])
+        if mounted is not None:
+            return mounted(environ, start_response)
         start_response("404 Not Found", [("Content-Type", "text/plain")])
         return [b"no fake serves this path\n"]
