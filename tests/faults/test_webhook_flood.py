@@ -1,10 +1,9 @@
 """Fault: a flood of 10,000 signed Twilio status callbacks over 500 messages, each status sent
 several times and all of them shuffled (duplicates, and late statuses before early ones).
 What survives: every message ends at its highest-ranked status, with one delivery event per
-status it really moved through and none for a repeat; the flood finishes in bounded time.
+status it really moved through and none for a repeat.
 
-The rate is printed (docs/benchmarks.md records it); the only time limit asserted is a loose
-sanity bound, so a slow CI machine does not fail it.
+The rate is printed (docs/benchmarks.md records it), not asserted: bench/ measures speed.
 """
 
 from __future__ import annotations
@@ -28,7 +27,6 @@ AUTH_TOKEN = "flood-auth-token"
 URL = "http://testserver/feedback/webhooks/twilio/"
 MESSAGES = 500
 CALLBACKS = 10_000
-SANITY_BOUND = 120  # seconds: "it finishes", not a performance target
 
 #: Twilio's status sequences, mapped to the normalized status each one ends at.
 SEQUENCES: list[tuple[list[str], str]] = [
@@ -88,7 +86,6 @@ def test_ten_thousand_duplicate_and_out_of_order_callbacks_end_in_the_right_stat
         assert response.status_code == 200, response.content
     elapsed = time.perf_counter() - started
     print(f"\n{CALLBACKS} callbacks in {elapsed:.1f} s: {CALLBACKS / elapsed:,.0f} callbacks/s")
-    assert elapsed < SANITY_BOUND
 
     # Survived: the final status of each message is the highest it was sent.
     final = dict(Message.objects.values_list("provider_message_id", "delivery_status"))
