@@ -16,6 +16,7 @@ BUILTIN_BACKENDS: dict[str, str] = {
     "twilio": "feedback_app.providers.twilio.TwilioProvider",
     "aws_sms": "feedback_app.providers.aws_sms.AwsSmsProvider",
     "chime": "feedback_app.providers.chime.ChimeProvider",
+    "telesign": "feedback_app.providers.telesign.TelesignProvider",
 }
 
 DEFAULTS: dict[str, Any] = {

@@ -7,11 +7,14 @@ Each provider's webhook answers at ``<provider>/`` for its built-in key and at
 from django.urls import path
 
 from .sns import SnsWebhookView
+from .telesign import TelesignWebhookView
 from .twilio import TwilioWebhookView
 
 urlpatterns: list = [
     path("sns/", SnsWebhookView.as_view(default_provider="aws_sms"), name="webhook-sns"),
     path("sns/<str:provider>/", SnsWebhookView.as_view(), name="webhook-sns-key"),
+    path("telesign/", TelesignWebhookView.as_view(), name="webhook-telesign"),
+    path("telesign/<str:provider>/", TelesignWebhookView.as_view(), name="webhook-telesign-key"),
     path("twilio/", TwilioWebhookView.as_view(), name="webhook-twilio"),
     path("twilio/<str:provider>/", TwilioWebhookView.as_view(), name="webhook-twilio-key"),
 ]
