@@ -230,6 +230,11 @@ class TelesignProvider(Provider):
     #: ``290`` stays when a callback was lost; a fetch may know more.
     sync_statuses = frozenset({Delivery.QUEUED, Delivery.SENT})
 
+    def superseded_outcome(self, message: Message) -> str | None:
+        # Telesign has no "converted with another message" outcome, and a completion would say
+        # this transaction completed the verification: a resend's sibling is reported nothing.
+        return None
+
     @classmethod
     def check_config(cls, key: str, config: dict[str, Any]) -> list[CheckMessage]:
         messages: list[CheckMessage] = []
