@@ -17,6 +17,7 @@ BUILTIN_BACKENDS: dict[str, str] = {
     "aws_sms": "feedback_app.providers.aws_sms.AwsSmsProvider",
     "chime": "feedback_app.providers.chime.ChimeProvider",
     "infobip": "feedback_app.providers.infobip.InfobipProvider",
+    "telesign": "feedback_app.providers.telesign.TelesignProvider",
 }
 
 DEFAULTS: dict[str, Any] = {

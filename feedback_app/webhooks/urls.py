@@ -8,6 +8,7 @@ from django.urls import path
 
 from .infobip import InfobipWebhookView
 from .sns import SnsWebhookView
+from .telesign import TelesignWebhookView
 from .twilio import TwilioWebhookView
 
 urlpatterns: list = [
@@ -15,6 +16,8 @@ urlpatterns: list = [
     path("infobip/<str:provider>/", InfobipWebhookView.as_view(), name="webhook-infobip-key"),
     path("sns/", SnsWebhookView.as_view(default_provider="aws_sms"), name="webhook-sns"),
     path("sns/<str:provider>/", SnsWebhookView.as_view(), name="webhook-sns-key"),
+    path("telesign/", TelesignWebhookView.as_view(), name="webhook-telesign"),
+    path("telesign/<str:provider>/", TelesignWebhookView.as_view(), name="webhook-telesign-key"),
     path("twilio/", TwilioWebhookView.as_view(), name="webhook-twilio"),
     path("twilio/<str:provider>/", TwilioWebhookView.as_view(), name="webhook-twilio-key"),
 ]
