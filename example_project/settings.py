@@ -195,15 +195,12 @@ if FAKES_URL:
                     "arn:aws:chime:us-east-1:111122223333:app-instance/demo/user/otp-bot"
                 ),
             },
-            # The other providers' fakes, each under its own path; the credentials they accept.
-            "infobip": {
-                "API_KEY": "fake-infobip-api-key",
-                "BASE_URL": FAKES_URL + "/infobip",
-                "FROM": "InfoSMS",
-                "WEBHOOK_BASIC_AUTH": "infobip:demo-webhook-password",
-            },
         }
     )
+    # The other providers' fakes, each under its own path, with the credentials they accept.
+    from feedback_app.testing.demo_fakes import mounted_provider_settings
+
+    FEEDBACK_APP["PROVIDERS"].update(mounted_provider_settings(FAKES_URL))
     # Where the fakes post status callbacks (the runserver of `make demo`).
     FEEDBACK_APP["PUBLIC_URL"] = os.environ.get("FEEDBACK_PUBLIC_URL", "http://127.0.0.1:8000")
 

@@ -78,6 +78,19 @@ SMS_PROFILES: dict[str, SmsProfile] = {
         error_detail_key="error_name",
         error_codes=("EC_UNKNOWN_SUBSCRIBER", "EC_ABSENT_SUBSCRIBER"),
     ),
+    "telesign": SmsProfile(
+        reports=frozenset({"confirmed"}),
+        senders=("ACME", "15558675310"),
+        # A Verify transaction's reference_id: 32 uppercase hex digits.
+        message_id=lambda bits: f"{bits:032X}",
+        queued="290",
+        sent="203",
+        delivered="200",
+        # The status code is the reason itself: no separate error code.
+        undelivered=("210", "207", "211", "220", "221", "514"),
+        failed=("500", "503", "505", "507"),
+        rejected=("230", "233", "515", "521"),
+    ),
 }
 
 #: The providers the demo history is recorded for (keys as everywhere else).

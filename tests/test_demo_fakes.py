@@ -8,11 +8,11 @@ from django.core.management import CommandError, call_command
 from django.db import transaction
 
 from feedback_app import polling, services
-from feedback_app.models import Message, MessageEvent
-from feedback_app.states import Delivery, EventKind, Feedback, Source
+from feedback_app.models import Message, MessageEvent, ProviderCall
+from feedback_app.states import CallState, Delivery, EventKind, Feedback, Source
 from feedback_app.testing import FakeServer
 from feedback_app.testing.carrier import unreachable
-from feedback_app.testing.demo_fakes import ProviderFakes
+from feedback_app.testing.demo_fakes import ProviderFakes, mounted_provider_settings
 
 from .factories import NUMBERS
 
@@ -183,3 +183,30 @@ def test_requests_no_fake_serves_get_404():
 def test_feedback_fakes_refuses_a_bad_port():
     with pytest.raises(CommandError, match="--port"):
         call_command("feedback_fakes", port=70000)
+
+
+@pytest.fixture
+def mounted(settings, live_server):
+    """``ProviderFakes`` with the providers served under ``/<key>/``, configured as the example
+    project configures them, their carriers fast and every number reachable."""
+    app = ProviderFakes()
+    for carrier in app.mounted.values():
+        carrier.delays = (0.05, 0.1)
+        carrier.undelivered_rate = 0.0
+    with FakeServer(app) as server:
+        settings.FEEDBACK_APP = {
+            **settings.FEEDBACK_APP,
+            "PUBLIC_URL": live_server.url,
+            "PROVIDERS": mounted_provider_settings(server.url),
+        }
+        yield app
+
+
+@pytest.mark.parametrize("key", sorted(ProviderFakes().mounted))
+def test_each_mounted_provider_delivers_and_reports_through_the_shared_port(mounted, key):
+    message = services.send(provider=key, to=NUMBERS["US"], body="Your code is 482913")
+    # The carrier calls the provider's webhook under PUBLIC_URL, authenticated as the vendor does.
+    wait_for(lambda: Message.objects.get(pk=message.pk).delivery_status == Delivery.DELIVERED)
+    assert services.confirm(message) is True
+    call = ProviderCall.objects.get(message=message)
+    assert (call.payload["outcome"], call.state) == ("confirmed", CallState.SUCCEEDED)

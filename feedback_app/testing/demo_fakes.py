@@ -31,11 +31,13 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
+from . import infobip_fake, telesign_fake
 from .aws_sms_fake import AwsSmsFake
 from .carrier import call_later, post, unreachable
 from .chime_fake import ChimeFake, FakeChannelMessage
 from .infobip_fake import CarrierInfobipFake
 from .sns_fake import CERTIFICATE_PATH, SnsPublisher
+from .telesign_fake import CarrierTelesignFake
 from .twilio_fake import API_VERSION, AUTH_TOKEN, TwilioFake
 
 logger = logging.getLogger(__name__)
@@ -250,6 +252,26 @@ class CarrierChimeFake(ChimeFake):
             self.settle(message_id, value, detail)
 
 
+def mounted_provider_settings(url: str) -> dict[str, dict[str, Any]]:
+    """``FEEDBACK_APP["PROVIDERS"]`` entries for the providers ``ProviderFakes`` serves under
+    ``/<key>/`` of ``url``: the credentials their fakes accept (the example project's and the
+    tests'). Statuses reach the webhooks under ``PUBLIC_URL``."""
+    url = url.rstrip("/")
+    return {
+        "infobip": {
+            "API_KEY": infobip_fake.API_KEY,
+            "BASE_URL": f"{url}/infobip",
+            "FROM": "InfoSMS",
+            "WEBHOOK_BASIC_AUTH": "infobip:demo-webhook-password",
+        },
+        "telesign": {
+            "CUSTOMER_ID": telesign_fake.CUSTOMER_ID,
+            "API_KEY": telesign_fake.API_KEY,
+            "BASE_URL": f"{url}/telesign",
+        },
+    }
+
+
 class ProviderFakes:
     """WSGI app routing each request to the fake of the service it addresses."""
 
@@ -261,6 +283,7 @@ class ProviderFakes:
         #: The other providers' fakes, each under ``/<key>/`` (the path of its ``BASE_URL``).
         self.mounted: dict[str, Callable[..., Iterable[bytes]]] = {
             "infobip": CarrierInfobipFake(base_path="/infobip"),
+            "telesign": CarrierTelesignFake(),
         }
 
     def __call__(
