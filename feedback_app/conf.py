@@ -12,6 +12,7 @@ from django.core.signals import setting_changed
 
 #: Backend used for a provider key when its entry names no ``BACKEND``.
 BUILTIN_BACKENDS: dict[str, str] = {
+    "alibaba": "feedback_app.providers.alibaba.AlibabaProvider",
     "locmem": "feedback_app.providers.locmem.LocmemProvider",
     "twilio": "feedback_app.providers.twilio.TwilioProvider",
     "aws_sms": "feedback_app.providers.aws_sms.AwsSmsProvider",
