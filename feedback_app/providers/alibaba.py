@@ -117,6 +117,8 @@ def error_from_exception(exc: Exception) -> ProviderError:
     from alibabacloud_tea_openapi.exceptions import AlibabaCloudException, ThrottlingException
     from Tea.exceptions import UnretryableException
 
+    if isinstance(exc, ProviderError):  # ours, e.g. missing credentials when building the client
+        return exc
     if isinstance(exc, AlibabaCloudException):
         data = exc.data if isinstance(exc.data, dict) else {}
         code = str(exc.code or data.get("Code") or "")
