@@ -258,11 +258,11 @@ class AlibabaProvider(Provider):
         try:
             response = self.client.send_message_to_globe(request)
         except Exception as exc:  # the SDK raises Tea/Dara exceptions and wraps transport ones
-            raise error_from_exception(exc) from exc
+            raise _masked(error_from_exception(exc), request.to) from exc
         answer = response.body
         error = _response_error(answer)
         if error is not None:
-            raise error
+            raise _masked(error, request.to)
         if not answer.message_id:
             raise RetryableError("SendMessageToGlobe answered OK without a MessageId", code="OK")
         return SendResult(
@@ -335,6 +335,14 @@ class AlibabaProvider(Provider):
 
     def _setting(self, name: str, environment_variable: str) -> str | None:
         return self.config.get(name) or os.environ.get(environment_variable) or None
+
+
+def _masked(error: ProviderError, digits: str) -> ProviderError:
+    """``error`` with the recipient masked where Alibaba quotes it as it takes it, without the
+    "+" (``ProviderError`` masks E.164 numbers only)."""
+    if not digits or digits not in error.message:
+        return error
+    return type(error)(error.message.replace(digits, "+" + digits), code=error.code)
 
 
 def _endpoint(value: str | None) -> tuple[str, str]:

@@ -244,6 +244,22 @@ def test_the_fake_checks_the_path_it_is_served_under(settings, server, fake):
     assert raised.value.code == "SignatureDoesNotMatch"
 
 
+def test_the_fake_refuses_a_replayed_signed_request(alibaba, fake, server):
+    import requests
+
+    send()
+    original = fake.requests[-1]
+    headers = {k: v for k, v in original.headers.items() if k not in {"content-length"}}
+
+    answer = requests.post(
+        f"{server.url}{PREFIX}/", params=original.params, headers=headers, timeout=5
+    )
+
+    assert answer.status_code == 400
+    assert answer.json()["Code"] == "SignatureNonceUsed"
+    assert len(fake.messages) == 1
+
+
 def test_a_chinese_mainland_number_is_refused_in_the_response_code(alibaba, fake):
     with pytest.raises(PermanentError) as raised:
         send(to="+8613800138000")
@@ -273,6 +289,16 @@ def test_alibaba_codes_land_on_their_side(alibaba, fake, code, side):
         alibaba.send(to=TO, body=BODY, sender=None, channel="sms", message_id="m-1")
 
     assert raised.value.code == code
+
+
+def test_an_error_quoting_the_recipient_as_alibaba_writes_it_masks_it(alibaba, fake):
+    fake.fail_next(1, "MOBILE_NUMBER_ILLEGAL", "Number 6591234567 is not valid")
+
+    with pytest.raises(PermanentError) as raised:
+        alibaba.send(to=TO, body=BODY, sender=None, channel="sms", message_id="m-1")
+
+    assert "6591234567" not in str(raised.value)
+    assert "4567 is not valid" in raised.value.message
 
 
 def test_a_refused_connection_is_retryable(settings):
