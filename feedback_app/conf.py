@@ -16,6 +16,7 @@ BUILTIN_BACKENDS: dict[str, str] = {
     "twilio": "feedback_app.providers.twilio.TwilioProvider",
     "aws_sms": "feedback_app.providers.aws_sms.AwsSmsProvider",
     "chime": "feedback_app.providers.chime.ChimeProvider",
+    "alibaba": "feedback_app.providers.alibaba.AlibabaProvider",
     "infobip": "feedback_app.providers.infobip.InfobipProvider",
     "telesign": "feedback_app.providers.telesign.TelesignProvider",
 }

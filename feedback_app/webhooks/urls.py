@@ -6,12 +6,15 @@ Each provider's webhook answers at ``<provider>/`` for its built-in key and at
 
 from django.urls import path
 
+from .alibaba import AlibabaWebhookView
 from .infobip import InfobipWebhookView
 from .sns import SnsWebhookView
 from .telesign import TelesignWebhookView
 from .twilio import TwilioWebhookView
 
 urlpatterns: list = [
+    path("alibaba/", AlibabaWebhookView.as_view(), name="webhook-alibaba"),
+    path("alibaba/<str:provider>/", AlibabaWebhookView.as_view(), name="webhook-alibaba-key"),
     path("infobip/", InfobipWebhookView.as_view(), name="webhook-infobip"),
     path("infobip/<str:provider>/", InfobipWebhookView.as_view(), name="webhook-infobip-key"),
     path("sns/", SnsWebhookView.as_view(default_provider="aws_sms"), name="webhook-sns"),
