@@ -6,10 +6,13 @@ Each provider's webhook answers at ``<provider>/`` for its built-in key and at
 
 from django.urls import path
 
+from .sinch import SinchWebhookView
 from .sns import SnsWebhookView
 from .twilio import TwilioWebhookView
 
 urlpatterns: list = [
+    path("sinch/", SinchWebhookView.as_view(), name="webhook-sinch"),
+    path("sinch/<str:provider>/", SinchWebhookView.as_view(), name="webhook-sinch-key"),
     path("sns/", SnsWebhookView.as_view(default_provider="aws_sms"), name="webhook-sns"),
     path("sns/<str:provider>/", SnsWebhookView.as_view(), name="webhook-sns-key"),
     path("twilio/", TwilioWebhookView.as_view(), name="webhook-twilio"),
