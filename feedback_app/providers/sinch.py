@@ -17,6 +17,7 @@ and ``AUTH_URL`` (a local fake).
 
 from __future__ import annotations
 
+import logging
 import os
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -92,6 +93,10 @@ OPTIONS: frozenset[str] = frozenset(
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_REGION = "us"
 DEFAULT_DELIVERY_REPORT = "per_recipient"
+
+#: The logger the SDK is given. At DEBUG it logs every request with its headers (the Bearer
+#: token) and body (the message and the number): kept at INFO unless a site sets its level.
+SDK_LOGGER = "feedback_app.providers.sinch.sdk"
 
 #: The settings of each way of authenticating, and their environment variables.
 SERVICE_PLAN_CREDENTIALS = {
@@ -259,7 +264,7 @@ class SinchProvider(Provider):
             sms_region=setting(self.config, "REGION", "SINCH_SMS_REGION") or DEFAULT_REGION,
             # The outbox retries with its own backoff; the SDK would sleep on 429 in our worker.
             retry_configuration=RetryConfiguration(retry_policy=RetryPolicy.NONE),
-            logger_name="feedback_app.providers.sinch.sdk",
+            logger=_sdk_logger(),
             **credentials,
         )
         configuration = client.configuration
@@ -369,6 +374,13 @@ class SinchProvider(Provider):
         except (SinchException, requests.RequestException, ValidationError, ValueError) as exc:
             raise error_from_exception(exc) from exc
         return status_from_summary(batch_id, report.statuses)
+
+
+def _sdk_logger() -> logging.Logger:
+    logger = logging.getLogger(SDK_LOGGER)
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.INFO)
+    return logger
 
 
 def status_from_summary(batch_id: str, statuses: list[Any]) -> StatusUpdate | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import time
 from typing import Any
 
@@ -221,6 +222,20 @@ def test_neither_the_body_nor_the_number_is_stored(sinch, fake):
     stored += repr(list(MessageEvent.objects.filter(message=message).values()))
     assert BODY not in stored
     assert TO not in stored
+
+
+def test_neither_credentials_nor_the_body_nor_the_number_are_logged(sinch, fake, caplog):
+    # The SDK logs each request's headers and body at DEBUG on the logger it is given.
+    caplog.set_level(logging.DEBUG)
+    message = send()
+    sinch.report_feedback(
+        provider_message_id=message.provider_message_id, outcome="confirmed", idempotency_key="k"
+    )
+
+    logged = caplog.text + repr([record.args for record in caplog.records])
+    assert API_TOKEN not in logged
+    assert BODY not in logged
+    assert TO not in logged
 
 
 # -- statuses --------------------------------------------------------------------------------------
