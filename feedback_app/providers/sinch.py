@@ -350,8 +350,9 @@ class SinchProvider(Provider):
     ) -> None:
         """Post delivery feedback for the whole batch (``recipients: []``).
 
-        Sinch takes feedback for a batch more than once, so a repeat after a lost answer is
-        harmless; it takes no idempotency key.
+        Sinch takes feedback for a batch more than once (for different recipients; a repeat for
+        the same ones, after a lost answer, is not documented as an error) and takes no
+        idempotency key.
         """
         if outcome not in self.reports:
             raise PermanentError(
