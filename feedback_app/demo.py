@@ -60,6 +60,20 @@ class SmsProfile:
 
 #: The SMS providers whose history follows ``SmsProfile`` (the first three have their own paths).
 SMS_PROFILES: dict[str, SmsProfile] = {
+    "alibaba": SmsProfile(
+        reports=frozenset({"confirmed", "failed"}),
+        senders=("AcmeOTP", "AcmeLogin"),
+        # Digits: a millisecond time and a counter.
+        message_id=lambda bits: f"{1_760_000_000_000 + bits % 10**11}{bits % 10**5:05d}",
+        queued="",
+        sent=None,  # SmsReport pushes final reports only
+        delivered="1",
+        undelivered=("2", "6"),
+        failed=(),
+        rejected=(),
+        error_detail_key="error_code",
+        error_codes=("UNDELIV", "EXPIRED", "REJECTD"),
+    ),
     "infobip": SmsProfile(
         reports=frozenset({"confirmed"}),
         senders=("InfoSMS", "Acme"),

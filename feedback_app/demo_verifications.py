@@ -32,6 +32,9 @@ MAX_GAP = 3600.0
 #: Providers whose backend reports ``failed`` for a superseded message not delivered
 #: (``Provider.superseded_outcome``), as ``demo.REPORTS`` records what each takes.
 FAILED_WHEN_NOT_DELIVERED = frozenset({"aws_sms"})
+#: Providers whose backend reports ``failed`` for every superseded message (an expired one has
+#: had its ``failed`` already).
+FAILED_ALWAYS = frozenset({"alibaba"})
 
 
 class Verifier:
@@ -155,10 +158,12 @@ def _supersede(
     for call in [c for c in calls if c["message_id"] == earlier["id"] and c["created_at"] > at]:
         calls.remove(call)
     provider = earlier["provider"]
-    if (
-        provider in FAILED_WHEN_NOT_DELIVERED
-        and state == Feedback.PENDING
-        and earlier["delivery_status"] != Delivery.DELIVERED
+    if state == Feedback.PENDING and (
+        provider in FAILED_ALWAYS
+        or (
+            provider in FAILED_WHEN_NOT_DELIVERED
+            and earlier["delivery_status"] != Delivery.DELIVERED
+        )
     ):
         calls.append(
             dict(

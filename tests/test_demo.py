@@ -61,6 +61,7 @@ def test_provider_ids_senders_and_channels_look_like_the_real_ones(seeded):
         ),
         "chime": re.compile(r"^[0-9a-f]{32}$"),
         # Our own public id, sent as the messageId.
+        "alibaba": re.compile(r"^\d{18}$"),
         "telesign": re.compile(r"^[0-9A-F]{32}$"),
         "infobip": re.compile(
             r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"

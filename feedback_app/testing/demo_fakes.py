@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from . import infobip_fake, telesign_fake
+from . import alibaba_fake, infobip_fake, telesign_fake
+from .alibaba_fake import CarrierAlibabaFake
 from .aws_sms_fake import AwsSmsFake
 from .carrier import call_later, post, unreachable
 from .chime_fake import ChimeFake, FakeChannelMessage
@@ -258,6 +259,13 @@ def mounted_provider_settings(url: str) -> dict[str, dict[str, Any]]:
     tests'). Statuses reach the webhooks under ``PUBLIC_URL``."""
     url = url.rstrip("/")
     return {
+        "alibaba": {
+            "ACCESS_KEY_ID": alibaba_fake.ACCESS_KEY_ID,
+            "ACCESS_KEY_SECRET": alibaba_fake.ACCESS_KEY_SECRET,
+            "BASE_URL": f"{url}/alibaba",
+            "FROM": "AcmeOTP",
+            "WEBHOOK_TOKEN": "demo-alibaba-token",
+        },
         "infobip": {
             "API_KEY": infobip_fake.API_KEY,
             "BASE_URL": f"{url}/infobip",
@@ -282,6 +290,7 @@ class ProviderFakes:
         self.chime = CarrierChimeFake()
         #: The other providers' fakes, each under ``/<key>/`` (the path of its ``BASE_URL``).
         self.mounted: dict[str, Callable[..., Iterable[bytes]]] = {
+            "alibaba": CarrierAlibabaFake(path_prefix="/alibaba"),
             "infobip": CarrierInfobipFake(base_path="/infobip"),
             "telesign": CarrierTelesignFake(),
         }

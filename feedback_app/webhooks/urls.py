@@ -8,6 +8,7 @@ from django.urls import path
 
 from .alibaba import AlibabaWebhookView
 from .infobip import InfobipWebhookView
+from .sinch import SinchWebhookView
 from .sns import SnsWebhookView
 from .telesign import TelesignWebhookView
 from .twilio import TwilioWebhookView
@@ -17,6 +18,8 @@ urlpatterns: list = [
     path("alibaba/<str:provider>/", AlibabaWebhookView.as_view(), name="webhook-alibaba-key"),
     path("infobip/", InfobipWebhookView.as_view(), name="webhook-infobip"),
     path("infobip/<str:provider>/", InfobipWebhookView.as_view(), name="webhook-infobip-key"),
+    path("sinch/", SinchWebhookView.as_view(), name="webhook-sinch"),
+    path("sinch/<str:provider>/", SinchWebhookView.as_view(), name="webhook-sinch-key"),
     path("sns/", SnsWebhookView.as_view(default_provider="aws_sms"), name="webhook-sns"),
     path("sns/<str:provider>/", SnsWebhookView.as_view(), name="webhook-sns-key"),
     path("telesign/", TelesignWebhookView.as_view(), name="webhook-telesign"),
