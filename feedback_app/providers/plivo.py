@@ -249,7 +249,7 @@ class PlivoProvider(Provider):
                 )
             )
         signatures = config.get("WEBHOOK_SIGNATURES", SIGNATURES)
-        if isinstance(signatures, str) or not signatures or not set(signatures) <= set(SIGNATURES):
+        if not _valid_signatures(signatures):
             messages.append(
                 Error(
                     f"Provider {key!r} has WEBHOOK_SIGNATURES {signatures!r}.",
@@ -439,6 +439,16 @@ class PlivoProvider(Provider):
 
     def _setting(self, name: str, environment_variable: str) -> str | None:
         return self.config.get(name) or os.environ.get(environment_variable) or None
+
+
+def _valid_signatures(signatures: object) -> bool:
+    """A non-empty list or tuple of known schemes (a bare string would be read letter by
+    letter)."""
+    return (
+        isinstance(signatures, list | tuple)
+        and bool(signatures)
+        and set(signatures) <= set(SIGNATURES)
+    )
 
 
 def _error_text(response: Response) -> str:

@@ -555,6 +555,7 @@ def test_a_complete_configuration_passes_the_checks(settings):
         ({"WEBHOOK_SIGNATURES": ["v1"]}, "feedback_app.E122"),
         ({"WEBHOOK_SIGNATURES": "v3"}, "feedback_app.E122"),
         ({"WEBHOOK_SIGNATURES": []}, "feedback_app.E122"),
+        ({"WEBHOOK_SIGNATURES": 3}, "feedback_app.E122"),
     ],
 )
 def test_each_misconfiguration_has_its_check(settings, config, check_id):
