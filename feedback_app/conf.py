@@ -18,6 +18,7 @@ BUILTIN_BACKENDS: dict[str, str] = {
     "chime": "feedback_app.providers.chime.ChimeProvider",
     "alibaba": "feedback_app.providers.alibaba.AlibabaProvider",
     "infobip": "feedback_app.providers.infobip.InfobipProvider",
+    "plivo": "feedback_app.providers.plivo.PlivoProvider",
     "sinch": "feedback_app.providers.sinch.SinchProvider",
     "telesign": "feedback_app.providers.telesign.TelesignProvider",
 }

@@ -8,6 +8,7 @@ from django.urls import path
 
 from .alibaba import AlibabaWebhookView
 from .infobip import InfobipWebhookView
+from .plivo import PlivoWebhookView
 from .sinch import SinchWebhookView
 from .sns import SnsWebhookView
 from .telesign import TelesignWebhookView
@@ -18,6 +19,8 @@ urlpatterns: list = [
     path("alibaba/<str:provider>/", AlibabaWebhookView.as_view(), name="webhook-alibaba-key"),
     path("infobip/", InfobipWebhookView.as_view(), name="webhook-infobip"),
     path("infobip/<str:provider>/", InfobipWebhookView.as_view(), name="webhook-infobip-key"),
+    path("plivo/", PlivoWebhookView.as_view(), name="webhook-plivo"),
+    path("plivo/<str:provider>/", PlivoWebhookView.as_view(), name="webhook-plivo-key"),
     path("sinch/", SinchWebhookView.as_view(), name="webhook-sinch"),
     path("sinch/<str:provider>/", SinchWebhookView.as_view(), name="webhook-sinch-key"),
     path("sns/", SnsWebhookView.as_view(default_provider="aws_sms"), name="webhook-sns"),
