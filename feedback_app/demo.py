@@ -58,6 +58,12 @@ class SmsProfile:
     error_codes: tuple[str, ...] = ()
 
 
+def _ulid(bits: int) -> str:
+    """A ULID (Sinch's batch ids): 26 Crockford base32 digits of 128 bits."""
+    digits = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+    return "".join(digits[(bits >> shift) & 31] for shift in range(125, -1, -5))
+
+
 #: The SMS providers whose history follows ``SmsProfile`` (the first three have their own paths).
 SMS_PROFILES: dict[str, SmsProfile] = {
     "alibaba": SmsProfile(
@@ -91,6 +97,32 @@ SMS_PROFILES: dict[str, SmsProfile] = {
         rejected=("REJECTED_NETWORK", "REJECTED_DESTINATION"),
         error_detail_key="error_name",
         error_codes=("EC_UNKNOWN_SUBSCRIBER", "EC_ABSENT_SUBSCRIBER"),
+    ),
+    "plivo": SmsProfile(
+        reports=frozenset({"confirmed", "failed", "superseded"}),
+        senders=("14155550100", "14155550101"),  # Plivo writes numbers without "+"
+        message_id=lambda bits: str(uuid.UUID(int=bits, version=4)),
+        queued="queued",
+        sent="sent",
+        delivered="delivered",
+        undelivered=("undelivered",),
+        failed=("failed",),
+        rejected=("rejected",),
+        error_detail_key="error_code",
+        error_codes=("20", "30", "40", "50"),
+    ),
+    "sinch": SmsProfile(
+        reports=frozenset({"confirmed"}),
+        senders=("+12065550100", "OTPService"),
+        message_id=_ulid,
+        queued="",
+        sent="Dispatched",
+        delivered="Delivered",
+        undelivered=("Failed", "Deleted"),
+        failed=("Aborted", "Expired"),
+        rejected=("Rejected",),
+        error_detail_key="code",
+        error_codes=("402", "404", "406", "408", "412"),
     ),
     "telesign": SmsProfile(
         reports=frozenset({"confirmed"}),

@@ -23,8 +23,9 @@ Row = dict[str, Any]
 
 #: Share of the text messages sent as part of a verification.
 VERIFIED_SHARE = 0.7
-#: Chance that an attempt not converted (yet) is resent by the next like message (same
-#: provider, channel and purpose): most users who get no code ask again.
+#: Chance that an attempt not converted (yet) is resent by the next like message (same channel
+#: and purpose; the provider may differ, as when a host fails over): most users who get no code
+#: ask again.
 RESEND_SHARE = 0.9
 #: A resend comes at most this long (seconds) after the message it resends.
 MAX_GAP = 3600.0
@@ -35,6 +36,8 @@ FAILED_WHEN_NOT_DELIVERED = frozenset({"aws_sms"})
 #: Providers whose backend reports ``failed`` for every superseded message (an expired one has
 #: had its ``failed`` already).
 FAILED_ALWAYS = frozenset({"alibaba"})
+#: Providers that take a ``superseded`` outcome of its own (Plivo's ``CONVERTED_WITH_OTHERS``).
+SUPERSEDED_REPORTED = frozenset({"plivo"})
 
 
 class Verifier:
@@ -51,14 +54,14 @@ class Verifier:
         for event in events:
             by_message.setdefault(event["message_id"], []).append(event)
         verifications: dict[uuid.UUID, Row] = {}
-        # Per provider, channel and purpose: the last attempt that may still be resent.
-        open_attempts: dict[tuple[str, str, str], Row] = {}
+        # Per channel and purpose: the last attempt that may still be resent.
+        open_attempts: dict[tuple[str, str], Row] = {}
         for message in messages:
             # Every row the same keys: the bulk insert reads the columns from the first one.
             message["verification_id"], message["resend"] = None, False
             if message["channel"] == Channel.CHAT or rng.random() >= VERIFIED_SHARE:
                 continue
-            kind = (message["provider"], message["channel"], message["purpose"])
+            kind = (message["channel"], message["purpose"])
             first = open_attempts.pop(kind, None)
             gap = (message["sent_at"] - first["sent_at"]).total_seconds() if first else None
             if first is not None and gap <= MAX_GAP and rng.random() < RESEND_SHARE:
@@ -158,19 +161,24 @@ def _supersede(
     for call in [c for c in calls if c["message_id"] == earlier["id"] and c["created_at"] > at]:
         calls.remove(call)
     provider = earlier["provider"]
-    if state == Feedback.PENDING and (
+    outcome = None
+    if provider in SUPERSEDED_REPORTED:
+        outcome = "superseded"
+    elif state == Feedback.PENDING and (
         provider in FAILED_ALWAYS
         or (
             provider in FAILED_WHEN_NOT_DELIVERED
             and earlier["delivery_status"] != Delivery.DELIVERED
         )
     ):
+        outcome = "failed"
+    if outcome is not None:
         calls.append(
             dict(
                 message_id=earlier["id"],
                 provider=provider,
                 operation=Operation.REPORT_FEEDBACK,
-                payload={"outcome": "failed"},
+                payload={"outcome": outcome},
                 state=CallState.SUCCEEDED,
                 attempts=1,
                 next_attempt_at=at,

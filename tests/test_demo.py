@@ -54,18 +54,16 @@ def test_seed_creates_the_messages_across_providers_countries_and_purposes():
 
 
 def test_provider_ids_senders_and_channels_look_like_the_real_ones(seeded):
+    uuid4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
     patterns = {
         "twilio": re.compile(r"^SM[0-9a-f]{32}$"),
-        "aws_sms": re.compile(
-            r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"
-        ),
+        "aws_sms": uuid4,
         "chime": re.compile(r"^[0-9a-f]{32}$"),
-        # Our own public id, sent as the messageId.
+        "plivo": uuid4,
+        "sinch": re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$"),
         "alibaba": re.compile(r"^\d{18}$"),
         "telesign": re.compile(r"^[0-9A-F]{32}$"),
-        "infobip": re.compile(
-            r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"
-        ),
+        "infobip": uuid4,  # our own public id, sent as the messageId
     }
     rows = Message.objects.values_list("provider", "provider_message_id", "channel", "country")
     for provider, provider_message_id, channel, country in rows:

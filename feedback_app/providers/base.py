@@ -79,8 +79,10 @@ class StatusUpdate:
 class Provider:
     """Base class of provider backends. One instance per key and process."""
 
-    #: Conversion outcomes this provider accepts reports for ("confirmed", "failed").
-    #: An outcome it does not accept is recorded locally only.
+    #: Conversion outcomes this provider accepts reports for: "confirmed", "failed", and
+    #: "superseded" for a provider with a value of its own for a message whose verification
+    #: converted through another one (returned by ``superseded_outcome``). An outcome it does
+    #: not accept is recorded locally only.
     reports: ClassVar[frozenset[str]] = frozenset()
     #: Delivery statuses worth polling the provider about (empty: this provider is not polled).
     poll_statuses: ClassVar[frozenset[str]] = frozenset()
@@ -123,7 +125,8 @@ class Provider:
         resend) was confirmed, as this provider advises; None: report nothing.
 
         Called in the confirmation's transaction with the message as stored (delivery status
-        included). The outcome must be one of ``reports`` to be sent.
+        included). The outcome must be one of ``reports`` to be sent: "failed", or "superseded"
+        where the provider has such a value (Plivo's ``CONVERTED_WITH_OTHERS``).
         """
         return None
 

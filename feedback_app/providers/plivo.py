@@ -60,10 +60,13 @@ STATUSES: dict[str, str] = {
 #: Statuses refining another at the same delivery status: ``read`` keeps a message delivered.
 SUPERSEDES: dict[str, frozenset[str]] = {"read": frozenset({"delivered"})}
 
-#: Our outcome -> the conversion ``status``. Plivo's third value, ``CONVERTED_WITH_OTHERS``
-#: (a superseded message), has no outcome of ours to travel in; see ``superseded_outcome``.
-CONVERSION_STATUSES: dict[str, str] = {"confirmed": "CONVERTED", "failed": "NOT_CONVERTED"}
-CONVERTED_WITH_OTHERS = "CONVERTED_WITH_OTHERS"
+#: Our outcome -> the conversion ``status``. ``superseded``: the user converted through another
+#: message of the verification (a resend).
+CONVERSION_STATUSES: dict[str, str] = {
+    "confirmed": "CONVERTED",
+    "failed": "NOT_CONVERTED",
+    "superseded": "CONVERTED_WITH_OTHERS",
+}
 
 #: Keyword arguments of ``messages.create`` a caller may pass through ``send(**options)``;
 #: ``url`` overrides the status callback for one message. ``src``, ``dst``, ``text``,
@@ -178,7 +181,8 @@ def error_from_exception(exc: PlivoRestError | requests.RequestException) -> Pro
 
 
 class PlivoProvider(Provider):
-    """Sends with ``messages.create(trackable=True)``; reports CONVERTED and NOT_CONVERTED."""
+    """Sends with ``messages.create(trackable=True)``; reports CONVERTED, NOT_CONVERTED and
+    CONVERTED_WITH_OTHERS."""
 
     reports = frozenset(CONVERSION_STATUSES)
     channels = frozenset({Channel.SMS})
@@ -187,11 +191,8 @@ class PlivoProvider(Provider):
     sync_statuses = frozenset({Delivery.QUEUED, Delivery.SENT})
 
     def superseded_outcome(self, message: Message) -> str | None:
-        # Plivo's answer is CONVERTED_WITH_OTHERS, which neither of our outcomes carries
-        # (confirmed would count a conversion, failed says the code was not used). Reporting
-        # nothing leaves Plivo's default, NOT_CONVERTED, and withdraws the expiry's
-        # NOT_CONVERTED if it is still waiting (docs/providers/plivo.md, "Superseded").
-        return None
+        """``CONVERTED_WITH_OTHERS``, Plivo's own value for it, whatever the delivery status."""
+        return "superseded"
 
     @classmethod
     def check_config(cls, key: str, config: dict[str, Any]) -> list[CheckMessage]:
@@ -372,7 +373,8 @@ class PlivoProvider(Provider):
         status = CONVERSION_STATUSES.get(outcome) if outcome in self.reports else None
         if status is None:
             raise PermanentError(
-                f"Plivo takes confirmed and failed, not {outcome!r}", code="unsupported_outcome"
+                f"Plivo takes confirmed, failed and superseded, not {outcome!r}",
+                code="unsupported_outcome",
             )
         self._check_uuid(provider_message_id)
         timestamp = self._outcome_time(provider_message_id, outcome)

@@ -36,7 +36,7 @@ from django.urls import reverse
 
 from ..models import Message, MessageEvent, ProviderCall
 from ..providers import PermanentError, Provider, RetryableError, SendResult, get_provider
-from ..states import CallState, Channel, Delivery, EventKind
+from ..states import CallState, Channel, Delivery, EventKind, Feedback
 from .server import FakeServer
 
 #: Error kinds the adapter's ``fail_next`` makes the fake answer, and the side each lands on.
@@ -183,11 +183,13 @@ class ProviderContract:
             message_id=str(uuid.uuid4()),
         )
 
-    def track(self) -> Message:
+    def track(self, **options: Any) -> Message:
         """A message sent through the fake and tracked, as ``feedback_app.send`` does."""
         from .. import services
 
-        return services.send(provider=self.key, channel=self.channel, to=self.recipient, body=BODY)
+        return services.send(
+            provider=self.key, channel=self.channel, to=self.recipient, body=BODY, **options
+        )
 
     # -- sending ----------------------------------------------------------------------------
 
@@ -208,7 +210,7 @@ class ProviderContract:
 
     def test_the_outcomes_reported_are_declared_and_a_provider_without_any_says_why(self, provider):
         assert set(self.reported_as) == set(provider.reports)
-        assert provider.reports <= {"confirmed", "failed"}
+        assert provider.reports <= {"confirmed", "failed", "superseded"}
         if not provider.reports:
             assert self.no_conversion_api, "a provider that reports nothing says why"
 
@@ -238,6 +240,27 @@ class ProviderContract:
             assert self.reported(fake) == []
             assert self.request_count(fake) == before
             assert not ProviderCall.objects.filter(message=message).exists()
+
+    def test_a_superseded_message_is_reported_as_the_provider_advises(
+        self, provider, fake, django_capture_on_commit_callbacks
+    ):
+        from .. import services
+
+        first = self.track(verification="contract")
+        resend = self.track(verification="contract")
+        with django_capture_on_commit_callbacks(execute=True):
+            services.confirm(resend)
+
+        first.refresh_from_db()
+        assert first.feedback == Feedback.SUPERSEDED
+        outcome = provider.superseded_outcome(first)
+        assert outcome is None or outcome in provider.reports, "advise an outcome it reports"
+        expected = []
+        if "confirmed" in provider.reports:
+            expected.append((resend.provider_message_id, self.reported_as["confirmed"]))
+        if outcome is not None:
+            expected.append((first.provider_message_id, self.reported_as[outcome]))
+        assert sorted(self.reported(fake)) == sorted(expected)
 
     def test_an_outcome_the_provider_does_not_take_is_refused_without_a_request(
         self, provider, fake

@@ -31,12 +31,14 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from . import alibaba_fake, infobip_fake, telesign_fake
+from . import alibaba_fake, infobip_fake, plivo_fake, sinch_fake, telesign_fake
 from .alibaba_fake import CarrierAlibabaFake
 from .aws_sms_fake import AwsSmsFake
 from .carrier import call_later, post, unreachable
 from .chime_fake import ChimeFake, FakeChannelMessage
 from .infobip_fake import CarrierInfobipFake
+from .plivo_fake import CarrierPlivoFake
+from .sinch_fake import CarrierSinchFake
 from .sns_fake import CERTIFICATE_PATH, SnsPublisher
 from .telesign_fake import CarrierTelesignFake
 from .twilio_fake import API_VERSION, AUTH_TOKEN, TwilioFake
@@ -272,6 +274,19 @@ def mounted_provider_settings(url: str) -> dict[str, dict[str, Any]]:
             "FROM": "InfoSMS",
             "WEBHOOK_BASIC_AUTH": "infobip:demo-webhook-password",
         },
+        "plivo": {
+            "AUTH_ID": plivo_fake.AUTH_ID,
+            "AUTH_TOKEN": plivo_fake.AUTH_TOKEN,
+            "SRC": "14155550100",
+            "BASE_URL": f"{url}/plivo",
+        },
+        "sinch": {
+            "SERVICE_PLAN_ID": sinch_fake.SERVICE_PLAN_ID,
+            "API_TOKEN": sinch_fake.API_TOKEN,
+            "FROM": "+12065550100",
+            "BASE_URL": f"{url}/sinch",
+            "WEBHOOK_SECRET": sinch_fake.WEBHOOK_SECRET,
+        },
         "telesign": {
             "CUSTOMER_ID": telesign_fake.CUSTOMER_ID,
             "API_KEY": telesign_fake.API_KEY,
@@ -292,6 +307,8 @@ class ProviderFakes:
         self.mounted: dict[str, Callable[..., Iterable[bytes]]] = {
             "alibaba": CarrierAlibabaFake(path_prefix="/alibaba"),
             "infobip": CarrierInfobipFake(base_path="/infobip"),
+            "plivo": CarrierPlivoFake(),
+            "sinch": CarrierSinchFake(),
             "telesign": CarrierTelesignFake(),
         }
 

@@ -327,7 +327,7 @@ def test_expiry_posts_not_converted_at_the_expiry_and_a_late_conversion_follows(
     ]
 
 
-def test_a_superseded_message_gets_no_report_and_only_the_resend_converts(
+def test_a_superseded_message_is_reported_converted_with_others(
     plivo, fake, django_capture_on_commit_callbacks
 ):
     first = send(verification="login-7")
@@ -337,13 +337,17 @@ def test_a_superseded_message_gets_no_report_and_only_the_resend_converts(
 
     first.refresh_from_db()
     assert first.feedback == Feedback.SUPERSEDED
-    assert not ProviderCall.objects.filter(message=first).exists()
-    assert [(c.message_uuid, c.status) for c in fake.conversions] == [
-        (resend.provider_message_id, "CONVERTED")
-    ]
+    [call] = ProviderCall.objects.filter(message=first)
+    assert (call.payload, call.state) == ({"outcome": "superseded"}, CallState.SUCCEEDED)
+    assert sorted((c.message_uuid, c.status) for c in fake.conversions) == sorted(
+        [
+            (resend.provider_message_id, "CONVERTED"),
+            (first.provider_message_id, "CONVERTED_WITH_OTHERS"),
+        ]
+    )
 
 
-def test_a_superseded_expired_message_has_its_waiting_not_converted_withdrawn(
+def test_a_superseded_expired_message_replaces_its_waiting_not_converted(
     plivo, fake, clock, django_capture_on_commit_callbacks
 ):
     first = send(verification="login-8")
@@ -352,8 +356,11 @@ def test_a_superseded_expired_message_has_its_waiting_not_converted_withdrawn(
     services.expire_overdue()  # not run: the NOT_CONVERTED calls wait in the outbox
     services.confirm(resend)
 
-    [call] = ProviderCall.objects.filter(message=first)
-    assert (call.payload, call.state) == ({"outcome": "failed"}, CallState.SUPERSEDED)
+    calls = ProviderCall.objects.filter(message=first).order_by("pk")
+    assert [(c.payload["outcome"], c.state) for c in calls] == [
+        ("failed", CallState.SUPERSEDED),
+        ("superseded", CallState.PENDING),
+    ]
 
 
 def test_a_report_for_something_not_a_message_uuid_makes_no_request(plivo, fake):

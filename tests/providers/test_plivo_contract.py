@@ -24,7 +24,11 @@ ERRORS = {
 
 class TestPlivoContract(ProviderContract, WebhookContract):
     key = "plivo"
-    reported_as = {"confirmed": "CONVERTED", "failed": "NOT_CONVERTED"}
+    reported_as = {
+        "confirmed": "CONVERTED",
+        "failed": "NOT_CONVERTED",
+        "superseded": "CONVERTED_WITH_OTHERS",
+    }
     credential_checks = {"AUTH_ID": "feedback_app.W120", "AUTH_TOKEN": "feedback_app.W121"}
     environment = {"PLIVO_AUTH_ID": None, "PLIVO_AUTH_TOKEN": None}
     webhook_statuses = ("sent", "delivered")
