@@ -16,6 +16,7 @@ BUILTIN_BACKENDS: dict[str, str] = {
     "twilio": "feedback_app.providers.twilio.TwilioProvider",
     "aws_sms": "feedback_app.providers.aws_sms.AwsSmsProvider",
     "chime": "feedback_app.providers.chime.ChimeProvider",
+    "vonage": "feedback_app.providers.vonage.VonageProvider",
 }
 
 DEFAULTS: dict[str, Any] = {
