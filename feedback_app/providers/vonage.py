@@ -32,6 +32,7 @@ from pydantic import ValidationError
 from requests.adapters import HTTPAdapter
 
 from ..conf import app_settings
+from ..recipients import mask_numbers_in
 from ..states import Channel, Delivery
 from .base import PermanentError, Provider, ProviderError, RetryableError, SendResult
 
@@ -131,6 +132,24 @@ def signature_method(config: dict[str, Any]) -> str:
     return (setting(config, "SIGNATURE_METHOD") or DEFAULT_SIGNATURE_METHOD).lower()
 
 
+class _RedactedLog(logging.Filter):
+    """Keeps the body, the numbers and the credentials out of the SDK's log (logger ``vonage``):
+    its DEBUG line for each request shows the form (text, to) and the headers (the Basic
+    credentials of the previous request), its error WARNING the answer's text."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        head, separator, _ = text.partition(", with data: ")
+        if separator:
+            record.msg, record.args = f"{head} (data and headers not logged)", ()
+        elif "Http Response Error" in text:
+            record.msg, record.args = mask_numbers_in(text), ()
+        return True
+
+
+_REDACTED_LOG = _RedactedLog()
+
+
 class _Adapter(HTTPAdapter):
     """The transport under the SDK's ``requests`` session: a default timeout (the SDK's own
     option takes whole seconds only), and, for a local fake on plain HTTP, the ``https://`` URL
@@ -159,6 +178,8 @@ def error_from_exception(exc: Exception) -> ProviderError:
     from vonage_http_client.errors import HttpRequestError
     from vonage_sms.errors import PartialFailureError, SmsError
 
+    if isinstance(exc, ProviderError):
+        return exc  # ours already (missing credentials, found before any request)
     if isinstance(exc, PartialFailureError):
         # Some parts of a long message were refused: the first refusal says why.
         failed = [m for m in exc.response["messages"] if m.get("status") != "0"]
@@ -301,6 +322,7 @@ class VonageProvider(Provider):
         client = Vonage(Auth(api_key=api_key, api_secret=api_secret), HttpClientOptions(**options))
         # The SDK's HTTP client keeps its requests session private; mounting our adapter on it
         # is the only way to set a sub-second timeout or reach a plain-HTTP fake.
+        logging.getLogger("vonage").addFilter(_REDACTED_LOG)  # once: filters are a set
         session = client.http_client._session
         adapter = _Adapter(
             timeout=float(self.config.get("TIMEOUT", DEFAULT_TIMEOUT)),
