@@ -21,6 +21,7 @@ BUILTIN_BACKENDS: dict[str, str] = {
     "plivo": "feedback_app.providers.plivo.PlivoProvider",
     "sinch": "feedback_app.providers.sinch.SinchProvider",
     "telesign": "feedback_app.providers.telesign.TelesignProvider",
+    "vonage": "feedback_app.providers.vonage.VonageProvider",
 }
 
 DEFAULTS: dict[str, Any] = {

@@ -13,6 +13,7 @@ from .sinch import SinchWebhookView
 from .sns import SnsWebhookView
 from .telesign import TelesignWebhookView
 from .twilio import TwilioWebhookView
+from .vonage import VonageWebhookView
 
 urlpatterns: list = [
     path("alibaba/", AlibabaWebhookView.as_view(), name="webhook-alibaba"),
@@ -29,4 +30,6 @@ urlpatterns: list = [
     path("telesign/<str:provider>/", TelesignWebhookView.as_view(), name="webhook-telesign-key"),
     path("twilio/", TwilioWebhookView.as_view(), name="webhook-twilio"),
     path("twilio/<str:provider>/", TwilioWebhookView.as_view(), name="webhook-twilio-key"),
+    path("vonage/", VonageWebhookView.as_view(), name="webhook-vonage"),
+    path("vonage/<str:provider>/", VonageWebhookView.as_view(), name="webhook-vonage-key"),
 ]
