@@ -137,6 +137,20 @@ SMS_PROFILES: dict[str, SmsProfile] = {
         failed=("500", "503", "505", "507"),
         rejected=("230", "233", "515", "521"),
     ),
+    "vonage": SmsProfile(
+        reports=frozenset({"confirmed", "failed"}),
+        senders=("AcmeOTP", "+14155550100"),
+        # The SMS API's message-id: 16 uppercase hex digits.
+        message_id=lambda bits: f"{bits % 16**16:016X}",
+        queued="",
+        sent="accepted",
+        delivered="delivered",
+        undelivered=("expired", "failed"),
+        failed=(),  # refusals come back from the send, not in receipts
+        rejected=("rejected",),
+        error_detail_key="error_code",
+        error_codes=("1", "2", "3", "4", "5", "6", "7", "99"),
+    ),
 }
 
 #: The providers the demo history is recorded for (keys as everywhere else).

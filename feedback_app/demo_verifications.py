@@ -32,7 +32,7 @@ MAX_GAP = 3600.0
 
 #: Providers whose backend reports ``failed`` for a superseded message not delivered
 #: (``Provider.superseded_outcome``), as ``demo.REPORTS`` records what each takes.
-FAILED_WHEN_NOT_DELIVERED = frozenset({"aws_sms"})
+FAILED_WHEN_NOT_DELIVERED = frozenset({"aws_sms", "vonage"})
 #: Providers whose backend reports ``failed`` for every superseded message (an expired one has
 #: had its ``failed`` already).
 FAILED_ALWAYS = frozenset({"alibaba"})

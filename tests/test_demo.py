@@ -63,6 +63,7 @@ def test_provider_ids_senders_and_channels_look_like_the_real_ones(seeded):
         "sinch": re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$"),
         "alibaba": re.compile(r"^\d{18}$"),
         "telesign": re.compile(r"^[0-9A-F]{32}$"),
+        "vonage": re.compile(r"^[0-9A-F]{16}$"),
         "infobip": uuid4,  # our own public id, sent as the messageId
     }
     rows = Message.objects.values_list("provider", "provider_message_id", "channel", "country")

@@ -1,9 +1,10 @@
-"""All three provider fakes behind one local port, for running the app end to end without a
+"""Every provider's fake behind one local port, for running the app end to end without a
 provider (``manage.py feedback_fakes``, started by ``make demo``).
 
 Requests are routed the way the SDKs address the real services: AWS JSON calls carry an
 ``X-Amz-Target`` header, Twilio's paths start with ``/2010-04-01/``, Chime's with ``/channels``,
-and the SNS signing certificate is under ``/sns/``.
+and the SNS signing certificate is under ``/sns/``. The other providers' fakes are served under
+``/<key>/``, the path their backends' ``BASE_URL`` ends with (``mounted_provider_settings``).
 
 Each fake also plays what happens after the send, so the whole path runs:
 
@@ -16,7 +17,9 @@ Each fake also plays what happens after the send, so the whole path runs:
   auth of its settings. The webhook trusts the fake's certificate only through
   ``SNS_DEV_CERTIFICATE_URLS``, with ``DEBUG`` on (the example project sets both);
 - Chime answers some sends ``PENDING`` (a channel flow) and settles them later, mostly ``SENT``,
-  some denied or failed, for the ``poll_statuses`` schedule to find.
+  some denied or failed, for the ``poll_statuses`` schedule to find;
+- the others call their webhooks under ``PUBLIC_URL`` as each vendor does (signed, or with the
+  basic auth or token their settings name), unreachable numbers ending undelivered.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from . import alibaba_fake, infobip_fake, plivo_fake, sinch_fake, telesign_fake
+from . import alibaba_fake, infobip_fake, plivo_fake, sinch_fake, telesign_fake, vonage_fake
 from .alibaba_fake import CarrierAlibabaFake
 from .aws_sms_fake import AwsSmsFake
 from .carrier import call_later, post, unreachable
@@ -42,6 +45,7 @@ from .sinch_fake import CarrierSinchFake
 from .sns_fake import CERTIFICATE_PATH, SnsPublisher
 from .telesign_fake import CarrierTelesignFake
 from .twilio_fake import API_VERSION, AUTH_TOKEN, TwilioFake
+from .vonage_fake import CarrierVonageFake
 
 logger = logging.getLogger(__name__)
 
@@ -292,6 +296,14 @@ def mounted_provider_settings(url: str) -> dict[str, dict[str, Any]]:
             "API_KEY": telesign_fake.API_KEY,
             "BASE_URL": f"{url}/telesign",
         },
+        "vonage": {
+            "API_KEY": vonage_fake.API_KEY,
+            "API_SECRET": vonage_fake.API_SECRET,
+            "SIGNATURE_SECRET": vonage_fake.SIGNATURE_SECRET,
+            "SIGNATURE_METHOD": "md5hash",
+            "FROM": "AcmeOTP",
+            "BASE_URL": f"{url}/vonage",
+        },
     }
 
 
@@ -310,6 +322,7 @@ class ProviderFakes:
             "plivo": CarrierPlivoFake(),
             "sinch": CarrierSinchFake(),
             "telesign": CarrierTelesignFake(),
+            "vonage": CarrierVonageFake(),
         }
 
     def __call__(
