@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Admin: http://{args.host}:{args.port}/admin/  (Ctrl-C stops everything)")
         if not args.no_fakes:
             print(
-                f"twilio, aws_sms and chime talk to the fakes on {env['FEEDBACK_FAKES_URL']}. "
+                f"All nine providers talk to the fakes on {env['FEEDBACK_FAKES_URL']}. "
                 f"Try it (in another terminal, from this directory):\n{snippet(env)}"
             )
         sys.stdout.flush()

@@ -159,7 +159,7 @@ LOGIN_URL = "two_factor:login"
 LOGIN_REDIRECT_URL = "/admin/"
 FEEDBACK_APP["TWO_FACTOR"] = {"PROVIDER": os.environ.get("TWO_FACTOR_PROVIDER", "locmem")}
 
-# FEEDBACK_FAKES_URL (set by `make demo`): the real twilio, aws_sms and chime backends, talking
+# FEEDBACK_FAKES_URL (set by `make demo`): the real backends of every provider, talking
 # through their SDKs to `manage.py feedback_fakes` on this machine instead of the providers.
 FAKES_URL = os.environ.get("FEEDBACK_FAKES_URL", "")
 if FAKES_URL:

@@ -1,4 +1,4 @@
-"""Seed data for ``make demo``: realistic, recorded-only history for twilio, aws_sms and chime.
+"""Seed data for ``make demo``: realistic, recorded-only history for every built-in provider.
 
 The history includes an SMS-pumping episode (``PUMPING``): a burst of sends to one prefix that
 never converts, the block the guard made, and the sends it refused afterwards.

@@ -22,7 +22,7 @@ DEMO_PASSWORD = "demo"  # noqa: S105  (a local demo account, printed on purpose)
 
 class Command(FeedbackCommand):
     help = (
-        "Seed realistic message history for the providers twilio, aws_sms and chime without "
+        "Seed realistic message history for every built-in provider without "
         "calling any of them: messages over the last --days days with their delivery and "
         "feedback events and the conversion reports that would have been sent. Recipients are "
         "synthetic and stored only hashed and masked. The same --seed gives the same data."
