@@ -327,7 +327,7 @@ def test_help_explains_the_command():
     text = parser.format_help()
     for option in ("--days", "--messages", "--seed", "--if-empty", "--superuser", "--no-progress"):
         assert option in text
-    assert "twilio" in text and "without" in text
+    assert "twilio" in text and "alibaba" in text and "without" in text
 
 
 def test_the_history_has_verifications_with_resends_and_superseded_messages(seeded):

@@ -22,8 +22,8 @@ DEMO_PASSWORD = "demo"  # noqa: S105  (a local demo account, printed on purpose)
 
 class Command(FeedbackCommand):
     help = (
-        "Seed realistic message history for every built-in provider without "
-        "calling any of them: messages over the last --days days with their delivery and "
+        f"Seed realistic message history for the built-in providers ({', '.join(demo.PROVIDERS)}) "
+        "without calling any of them: messages over the last --days days with their delivery and "
         "feedback events and the conversion reports that would have been sent. Recipients are "
         "synthetic and stored only hashed and masked. The same --seed gives the same data."
     )
