@@ -521,9 +521,12 @@ def data_as_of(using: str | None = None) -> datetime | None:
     transaction it replayed, or the last rollup refresh it holds if later (the refresh writes
     every minute, a heartbeat while nothing else is written). Elsewhere an alias other than the
     default database says only when its rollups were refreshed, a lower bound. None: unknown
-    (a standby that has replayed nothing and holds no refresh). One query on PostgreSQL.
+    (a standby that has replayed nothing and holds no refresh). No query on "default" (every
+    write goes there: it is no standby), one on another PostgreSQL alias.
     """
     db = reports_database(using)
+    if db == DEFAULT_DB_ALIAS:
+        return timezone.now()
     connection = connections[db]
     refreshed = RollupState.objects.using(db).filter(pk=1).values_list("refreshed_at", flat=True)
     if connection.vendor == "postgresql":
