@@ -348,7 +348,7 @@ def test_bad_alert_settings_are_e017(feedback_app, alerts):
     assert issue.hint
 
 
-@pytest.mark.parametrize("alias", ["replica", "", None, ["reports"]])
+@pytest.mark.parametrize("alias", ["nowhere", "", None, ["reports"]])
 def test_a_reports_database_not_in_databases_is_e040(feedback_app, alias):
     feedback_app(REPORTS_DATABASE=alias)
     (issue,) = app_issues()
