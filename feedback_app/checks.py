@@ -67,6 +67,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list:
     errors += _check_retention(app_settings.RETENTION_DAYS)
     errors += _check_two_factor(app_settings.TWO_FACTOR, app_settings.PROVIDERS)
     errors += _check_alerts(app_settings.ALERTS)
+    errors += _check_reports_database(app_settings.REPORTS_DATABASE)
     errors += _check_queue()
     errors += _check_guard(app_settings.GUARD)
     return errors
@@ -341,6 +342,22 @@ def _check_alerts(alerts: Any) -> list:
             f"FEEDBACK_APP['ALERTS'] has bad values: {', '.join(problems)}.",
             hint=hint,
             id=f"{PREFIX}.E017",
+        )
+    ]
+
+
+def _check_reports_database(alias: Any) -> list:
+    """The alias the reports read (E040) must be one of settings.DATABASES."""
+    if isinstance(alias, str) and alias in settings.DATABASES:
+        return []
+    return [
+        Error(
+            f"FEEDBACK_APP['REPORTS_DATABASE'] is {alias!r}, not an alias in DATABASES.",
+            hint=(
+                f'Use one of {", ".join(map(repr, settings.DATABASES))}: "default" (the '
+                "default), or the alias of a read replica of it (docs/deployment.md)."
+            ),
+            id=f"{PREFIX}.E040",
         )
     ]
 

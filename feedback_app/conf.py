@@ -113,6 +113,10 @@ DEFAULTS: dict[str, Any] = {
     # Seconds after which a key whose first request never finished (its process died) is
     # taken over by a retry instead of answering 409. Keep it above the longest request.
     "IDEMPOTENCY_CLAIM_TIMEOUT": 300,
+    # The database alias (a key of settings.DATABASES) the reports read: the dashboard, the
+    # stats API, feedback_report and the alerts. Point it at a read replica to keep report reads
+    # off the primary; writes (services, the rollup refresh) always go to "default".
+    "REPORTS_DATABASE": "default",
     # The dashboard's alerts: a country or sender whose conversion rate over the last 24 hours
     # is below its own rate over the 30 days before by more than DROP (0.3: under 70 % of it),
     # when both periods have at least MIN_VOLUME messages (fewer are noise).

@@ -8,6 +8,9 @@ hour that has not changed since the refresh, and the messages themselves for the
 touched since, and the partial hours at the edges of a time range): counts stay exact and current
 to the moment, and the cost no longer grows with the number of messages. Percentiles then come
 from the rollups' time-to-confirm histogram, interpolated inside one bucket (docs/dashboard.md).
+
+Every read here goes to the database alias ``FEEDBACK_APP["REPORTS_DATABASE"]`` (``using``
+overrides it), which may be a read replica; nothing here writes (docs/deployment.md).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 from django.core.exceptions import EmptyResultSet
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import (
     Aggregate,
     CharField,
@@ -42,6 +45,7 @@ from django.db.models.functions import Coalesce, RowNumber, TruncDate, TruncHour
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
+from .conf import app_settings
 from .models import (
     CONFIRM_BUCKET_FIELDS,
     CONFIRM_BUCKETS,
@@ -72,6 +76,11 @@ PERCENTILES: dict[str, tuple[int, int]] = {
     "median_seconds_to_confirm": (1, 2),
     "p90_seconds_to_confirm": (9, 10),
 }
+
+
+def reports_database(using: str | None = None) -> str:
+    """The database alias reports read: ``using``, else ``FEEDBACK_APP["REPORTS_DATABASE"]``."""
+    return using or app_settings.REPORTS_DATABASE
 
 
 #: The filter value that selects messages without a value (chat messages have no country, many
@@ -212,8 +221,8 @@ def _time_to_confirm() -> ExpressionWrapper:
     return ExpressionWrapper(F("confirmed_at") - F("sent_at"), output_field=DurationField())
 
 
-def _native_percentiles() -> bool:
-    return connection.vendor == "postgresql"
+def _native_percentiles(db: str) -> bool:
+    return connections[db].vendor == "postgresql"
 
 
 def _percentile_aggregates() -> dict[str, Any]:
@@ -298,8 +307,8 @@ def _totals(counts: Mapping[str, Any], percentiles: Mapping[str, float | None]) 
     )
 
 
-def _aggregates() -> dict[str, Any]:
-    return {**_COUNTS, **(_percentile_aggregates() if _native_percentiles() else {})}
+def _aggregates(db: str) -> dict[str, Any]:
+    return {**_COUNTS, **(_percentile_aggregates() if _native_percentiles(db) else {})}
 
 
 def _split(row: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, float | None]]:
@@ -334,35 +343,37 @@ def conversion_report(
     *,
     queryset: QuerySet[Message] | None = None,
     source: Source = "auto",
+    using: str | None = None,
 ) -> Report:
     """Totals for the messages matching ``filters`` and, with ``by``, one row per group.
 
     ``by`` is one of ``BREAKDOWNS`` (or ``HOUR``). ``queryset`` narrows the messages further (a
     caller that may see only some of them; a narrowed queryset is always answered from the
     messages). ``source`` says where to read (see ``Source``); counts are the same either way.
-    Raises ``ValueError`` for an unknown ``by`` or a ``source="rollups"`` the rollups cannot
-    answer.
+    ``using``: the database alias to read (default: ``reports_database()``). Raises
+    ``ValueError`` for an unknown ``by`` or a ``source="rollups"`` the rollups cannot answer.
     """
     if by is not None and by not in BREAKDOWNS and by != HOUR:
         raise ValueError(f"unknown breakdown {by!r}; expected one of {', '.join(BREAKDOWNS)}")
     filters = filters or ReportFilters()
-    plan = _plan(filters, by, queryset, source)
+    db = reports_database(using)
+    plan = _plan(filters, by, queryset, source, db)
     if plan is not None:
         return _rollup_report(filters, by, plan)
-    messages = filters.apply(queryset if queryset is not None else Message.objects.all())
+    messages = filters.apply((queryset if queryset is not None else Message.objects).using(db))
     # values() before annotate() groups; order_by() drops Meta.ordering from GROUP BY.
     messages = messages.order_by()
 
-    counts, percentiles = _split(messages.aggregate(**_aggregates()))
-    if not _native_percentiles():
+    counts, percentiles = _split(messages.aggregate(**_aggregates(db)))
+    if not _native_percentiles(db):
         percentiles = percentiles_by_rank(messages, None).get(None, {})
     totals = _totals(counts, percentiles)
 
     rows: list[ReportRow] = []
     if by is not None:
         group = _group_of(by, "sent_at")
-        grouped = messages.annotate(group_key=group).values("group_key").annotate(**_aggregates())
-        ranked = None if _native_percentiles() else percentiles_by_rank(messages, group)
+        grouped = messages.annotate(group_key=group).values("group_key").annotate(**_aggregates(db))
+        ranked = None if _native_percentiles(db) else percentiles_by_rank(messages, group)
         for row in grouped:
             row_counts, row_percentiles = _split(row)
             if ranked is not None:
@@ -439,9 +450,11 @@ def _sum_rollups() -> dict[str, Any]:
     }
 
 
-def changed_hours(since: datetime) -> list[datetime]:
-    """The UTC hours of sending of the messages updated at or after ``since``, in order."""
-    return sorted(_changed_hours(Message.objects.filter(updated_at__gte=since)))
+def changed_hours(since: datetime, *, using: str = DEFAULT_DB_ALIAS) -> list[datetime]:
+    """The UTC hours of sending of the messages updated at or after ``since``, in order, read
+    on ``using`` (the rollup refresh reads the database it writes; reports their own)."""
+    messages = Message.objects.using(using).filter(updated_at__gte=since)
+    return sorted(_changed_hours(messages))
 
 
 def _changed_hours(messages: QuerySet[Message]) -> QuerySet[Message]:
@@ -453,44 +466,91 @@ def _changed_hours(messages: QuerySet[Message]) -> QuerySet[Message]:
     )
 
 
-#: The rollup state pinned by ``same_rollup_state`` (None: read it for each report).
-_pinned_state: ContextVar[tuple[datetime | None, list[datetime]] | None] = ContextVar(
+#: The rollup state pinned by ``same_rollup_state``, by database alias (None: read it for each
+#: report).
+_pinned_state: ContextVar[dict[str, tuple[datetime | None, list[datetime]]] | None] = ContextVar(
     "feedback_app_rollup_state", default=None
 )
 
 
-def rollup_state() -> tuple[datetime | None, list[datetime]]:
-    """The rollups' watermark (None: never refreshed) and the hours changed since, in order.
+def rollup_state(using: str | None = None) -> tuple[datetime | None, list[datetime]]:
+    """The rollups' watermark (None: never refreshed) and the hours changed since, in order,
+    as the reports database (``using``: another alias) has them.
 
     Two queries: the watermark first, then the changed hours with the watermark as a plain
     parameter. Compared against a subquery instead, PostgreSQL cannot estimate how many rows
     are that recent and scans the whole messages table unless it happens to be stored in
     ``updated_at`` order; with the value it reads the few recent rows through the index.
     """
+    db = reports_database(using)
     pinned = _pinned_state.get()
-    if pinned is not None:
-        return pinned
-    watermark = RollupState.objects.filter(pk=1).values_list("watermark", flat=True).first()
+    if pinned is not None and db in pinned:
+        return pinned[db]
+    state = RollupState.objects.using(db).filter(pk=1)
+    watermark = state.values_list("watermark", flat=True).first()
     if watermark is None:
         return None, []
-    return watermark, changed_hours(watermark)
+    return watermark, changed_hours(watermark, using=db)
 
 
 @contextmanager
-def same_rollup_state() -> Iterator[None]:
+def same_rollup_state(using: str | None = None) -> Iterator[None]:
     """Read the rollup state once for every report inside the block (a page's several reads).
 
     They then also agree with one another: a refresh between two of them cannot make one
     read a message's hour from the rollups and the other from the messages.
     """
-    if _pinned_state.get() is not None:
+    db = reports_database(using)
+    pinned = _pinned_state.get()
+    if pinned is not None and db in pinned:
         yield
         return
-    token = _pinned_state.set(rollup_state())
+    token = _pinned_state.set({**(pinned or {}), db: rollup_state(db)})
     try:
         yield
     finally:
         _pinned_state.reset(token)
+
+
+def data_as_of(using: str | None = None) -> datetime | None:
+    """The moment up to which the reports database holds every write: "data as of".
+
+    A database that is not a standby holds every committed write, and the reports read the
+    rollups plus the messages changed since their watermark: current to the moment, now. A
+    PostgreSQL hot standby holds what its replay has reached: the commit time of the last
+    transaction it replayed, or the last rollup refresh it holds if later (the refresh writes
+    every minute, a heartbeat while nothing else is written). Elsewhere an alias other than the
+    default database says only when its rollups were refreshed, a lower bound. None: unknown
+    (a standby that has replayed nothing and holds no refresh). No query on "default" (every
+    write goes there: it is no standby), one on another PostgreSQL alias.
+    """
+    db = reports_database(using)
+    if db == DEFAULT_DB_ALIAS:
+        return timezone.now()
+    connection = connections[db]
+    refreshed = RollupState.objects.using(db).filter(pk=1).values_list("refreshed_at", flat=True)
+    if connection.vendor == "postgresql":
+        sql, params = refreshed.query.get_compiler(using=db).as_sql()
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_is_in_recovery(), pg_last_xact_replay_timestamp(), "  # noqa: S608
+                f"({sql})",
+                params,
+            )
+            standby, replayed, refreshed_at = cursor.fetchone()
+        if not standby:
+            return timezone.now()
+        known = [moment for moment in (replayed, refreshed_at) if moment is not None]
+        return max(known) if known else None
+    if _same_database(db, DEFAULT_DB_ALIAS):
+        return timezone.now()
+    return refreshed.first()
+
+
+def _same_database(alias: str, other: str) -> bool:
+    keys = ("ENGINE", "NAME", "HOST", "PORT")
+    first, second = connections[alias].settings_dict, connections[other].settings_dict
+    return all(first.get(key) == second.get(key) for key in keys)
 
 
 def hour_ranges(hours: list[datetime]) -> list[tuple[datetime, datetime]]:
@@ -538,6 +598,8 @@ class _Plan:
     changed: list[tuple[datetime, datetime]]
     first: datetime | None
     last: datetime | None
+    #: The database alias the report reads.
+    db: str
 
 
 def _whole_hours_only(*moments: datetime | None) -> bool:
@@ -550,7 +612,9 @@ def _whole_hours_only(*moments: datetime | None) -> bool:
     return True
 
 
-def split_hours(by: str | None, lower: datetime | None, upper: datetime | None) -> list[datetime]:
+def split_hours(
+    by: str | None, lower: datetime | None, upper: datetime | None, using: str | None = None
+) -> list[datetime]:
     """The UTC hours in ``[lower, upper)`` that straddle two groups of ``by`` (day or hour in
     the current time zone), in order: none unless the zone is offset by a fraction of an hour.
 
@@ -561,7 +625,8 @@ def split_hours(by: str | None, lower: datetime | None, upper: datetime | None) 
     if by not in ("day", HOUR) or _whole_hours_only(lower, upper):
         return []
     if lower is None or upper is None:
-        oldest, newest = Message.objects.aggregate(Min("sent_at"), Max("sent_at")).values()
+        messages = Message.objects.using(reports_database(using))
+        oldest, newest = messages.aggregate(Min("sent_at"), Max("sent_at")).values()
         if oldest is None:
             return []
         lower = lower or oldest
@@ -586,6 +651,7 @@ def _plan(
     by: str | None,
     queryset: QuerySet[Message] | None,
     source: Source,
+    db: str,
 ) -> _Plan | None:
     """How to answer from the rollups, or None to read only the messages."""
     if source == "raw":
@@ -595,7 +661,7 @@ def _plan(
         reasons.append("a narrowed queryset")
     if filters.feedback is not None or filters.delivery_status is not None:
         reasons.append("a feedback or delivery status filter")
-    watermark, changed = rollup_state() if not reasons else (None, [])
+    watermark, changed = rollup_state(db) if not reasons else (None, [])
     if watermark is None and not reasons:
         reasons.append("rollups never refreshed")
     if reasons:
@@ -609,14 +675,15 @@ def _plan(
 
     first = ceil_hour(filters.sent_after) if filters.sent_after else None
     last = floor_hour(filters.sent_before) if filters.sent_before else None
-    return _plan_for(_Plan(changed=hour_ranges(changed), first=first, last=last), filters, by)
+    plan = _Plan(changed=hour_ranges(changed), first=first, last=last, db=db)
+    return _plan_for(plan, filters, by)
 
 
 def _plan_for(plan: _Plan, filters: ReportFilters, by: str | None) -> _Plan:
     """``plan`` for a report by ``by``: hours split between two local days or hours are read
     like changed ones, from the messages, so every figure comes the same way (histogram
     percentiles) whatever the time zone."""
-    split = split_hours(by, filters.sent_after, filters.sent_before)
+    split = split_hours(by, filters.sent_after, filters.sent_before, plan.db)
     if not split:
         return plan
     one = timedelta(hours=1)
@@ -753,11 +820,13 @@ def _rollup_parts(
         for name in ROLLUP_DIMENSIONS
         if getattr(filters, name) is not None
     }
-    messages = filters.apply(Message.objects.all()).order_by()
+    messages = filters.apply(Message.objects.using(plan.db)).order_by()
     if plan.first is not None and plan.last is not None and plan.first >= plan.last:
         return [_messages_part(messages, keys)]  # the range holds no whole hour
     parts = []
-    hourly = HourlyRollup.objects.filter(_bounds("hour", plan.first, plan.last), **dimensions)
+    hourly = HourlyRollup.objects.using(plan.db).filter(
+        _bounds("hour", plan.first, plan.last), **dimensions
+    )
     if plan.changed:
         hourly = hourly.exclude(in_hour_ranges(plan.changed, "hour"))
     if _daily_rows_answer(keys):
@@ -769,14 +838,18 @@ def _rollup_parts(
             last_day = floor_day(plan.last)
         if first_day is None or last_day is None or first_day < last_day:
             changed_days = day_ranges(plan.changed)
-            daily = DailyRollup.objects.filter(
-                _bounds(
-                    "day",
-                    first_day.date() if first_day else None,
-                    last_day.date() if last_day else None,
-                ),
-                **dimensions,
-            ).exclude(day__in=_days_of(changed_days))
+            daily = (
+                DailyRollup.objects.using(plan.db)
+                .filter(
+                    _bounds(
+                        "day",
+                        first_day.date() if first_day else None,
+                        last_day.date() if last_day else None,
+                    ),
+                    **dimensions,
+                )
+                .exclude(day__in=_days_of(changed_days))
+            )
             parts.append(_rollup_part(daily, keys, "day"))
             # The hours of the days read whole are left to the daily rows.
             covered = _bounds("hour", first_day, last_day)
@@ -798,7 +871,9 @@ def _rollup_parts(
         ranges.append((plan.last, upper))
     ranges = [(start, end) for start, end in ranges if start < end]
     if ranges:
-        edges = replace(filters, sent_after=None, sent_before=None).apply(Message.objects.all())
+        edges = replace(filters, sent_after=None, sent_before=None).apply(
+            Message.objects.using(plan.db)
+        )
         parts.append(_messages_part(edges.filter(in_hour_ranges(ranges, "sent_at")), keys))
     return parts
 
@@ -832,7 +907,9 @@ def _messages_part(messages: QuerySet[Message], keys: list[str]) -> _Part:
     return _Part(queryset, {**columns, **{c: c for c in _SUMMED}})
 
 
-def _grouped_sql(parts: list[_Part], groupings: list[str | None]) -> tuple[str, list[Any]]:
+def _grouped_sql(
+    parts: list[_Part], groupings: list[str | None], db: str
+) -> tuple[str, list[Any]] | None:
     """One statement adding up ``parts`` per grouping.
 
     Its rows: the index of the grouping in ``groupings``, one column per group key (the
@@ -840,6 +917,7 @@ def _grouped_sql(parts: list[_Part], groupings: list[str | None]) -> tuple[str, 
     GROUPING SETS; elsewhere a UNION ALL of one GROUP BY per grouping over the same rows (a CTE).
     None when no part can hold a row.
     """
+    connection = connections[db]
     quote = connection.ops.quote_name
     keys = _group_columns(groupings)
     key_columns = [quote(f"key_{by}") for by in keys]
@@ -851,7 +929,8 @@ def _grouped_sql(parts: list[_Part], groupings: list[str | None]) -> tuple[str, 
         except EmptyResultSet:
             continue  # a part that can hold no row (e.g. no hour changed)
         columns = ", ".join(
-            f"{_as_count(quote(part.columns[name]), name)} AS {quote(name)}" for name in uniform
+            f"{_as_count(quote(part.columns[name]), name, connection.vendor)} AS {quote(name)}"
+            for name in uniform
         )
         selects.append(f"SELECT {columns} FROM ({sql}) {quote(f'part_{index}')}")  # noqa: S608
         params += part_params
@@ -888,10 +967,10 @@ def _grouped_sql(parts: list[_Part], groupings: list[str | None]) -> tuple[str, 
     return f"WITH {quote('parts')} AS ({rows}) {' UNION ALL '.join(selects)}", params
 
 
-def _as_count(column: str, name: str) -> str:
+def _as_count(column: str, name: str, vendor: str) -> str:
     """A counter of one part row as an integer: PostgreSQL sums integers into a bigint, but
     bigints (``COUNT``) into a numeric, several times slower to add up."""
-    if name in _ROLLUP_COLUMNS and connection.vendor == "postgresql":
+    if name in _ROLLUP_COLUMNS and vendor == "postgresql":
         return f"CAST({column} AS integer)"
     return column
 
@@ -917,12 +996,12 @@ def _grouped_sums(
     """Sums per grouping and group key (key None for the grouping None), in one query."""
     wanted = list(dict.fromkeys(groupings))
     keys = _group_columns(wanted)
-    statement = _grouped_sql(_rollup_parts(filters, wanted, plan), wanted)
+    statement = _grouped_sql(_rollup_parts(filters, wanted, plan), wanted, plan.db)
     found: dict[str | None, dict[Any, _Sums]] = {by: {} for by in wanted}
     if statement is None:
         return found
     sql, params = statement
-    with connection.cursor() as cursor:
+    with connections[plan.db].cursor() as cursor:
         cursor.execute(sql, params)
         for row in cursor.fetchall():
             by = wanted[row[0]]
@@ -976,6 +1055,7 @@ def conversion_reports(
     groupings: Sequence[str | None] = (None,),
     *,
     source: Source = "auto",
+    using: str | None = None,
 ) -> ReportSet:
     """``conversion_report(filters, by)`` for each ``by`` in ``groupings`` and the histogram
     of ``confirm_time_histogram(filters)``, the same numbers, read together.
@@ -990,11 +1070,14 @@ def conversion_reports(
     for by in groupings:
         if by is not None and by not in BREAKDOWNS and by != HOUR:
             raise ValueError(f"unknown breakdown {by!r}; expected one of {', '.join(BREAKDOWNS)}")
-    plan = _plan(filters, None, None, source)
+    db = reports_database(using)
+    plan = _plan(filters, None, None, source, db)
     if plan is None:
         return ReportSet(
-            reports={by: conversion_report(filters, by, source="raw") for by in groupings},
-            histogram=confirm_time_histogram(filters, source="raw"),
+            reports={
+                by: conversion_report(filters, by, source="raw", using=db) for by in groupings
+            },
+            histogram=confirm_time_histogram(filters, source="raw", using=db),
         )
     times = [by for by in groupings if by in ("day", HOUR)]
     others = [by for by in groupings if by not in times]
@@ -1033,14 +1116,16 @@ class HistogramBucket:
 
 
 def confirm_time_histogram(
-    filters: ReportFilters | None = None, *, source: Source = "auto"
+    filters: ReportFilters | None = None, *, source: Source = "auto", using: str | None = None
 ) -> list[HistogramBucket]:
     """The distribution of time to confirm, in the rollups' buckets (``CONFIRM_BUCKETS``)."""
     filters = filters or ReportFilters()
-    plan = _plan(filters, None, None, source)
+    db = reports_database(using)
+    plan = _plan(filters, None, None, source, db)
     if plan is not None:
         return _histogram(_grouped_sums(filters, [None], plan)[None].get(None))
-    row = next(iter(with_rollup_aggregates(filters.apply(Message.objects.all()))), None)
+    messages = filters.apply(Message.objects.using(db))
+    row = next(iter(with_rollup_aggregates(messages)), None)
     return _histogram(_Sums.of(row) if row else None)
 
 
@@ -1064,6 +1149,8 @@ __all__ = [
     "confirm_time_histogram",
     "conversion_report",
     "conversion_reports",
+    "data_as_of",
     "histogram_percentile",
+    "reports_database",
     "with_time_range",
 ]

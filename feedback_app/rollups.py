@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, transaction
 from django.db.models import F, Max, Model, QuerySet, Sum
 from django.db.models.functions import TruncDate, TruncHour
 from django.utils import timezone
@@ -117,7 +117,7 @@ def refresh(*, full: bool = False) -> int:
             _insert_daily(HourlyRollup.objects.all())
             hours = None
         else:
-            hours = hour_ranges(changed_hours(state.watermark))
+            hours = hour_ranges(changed_hours(state.watermark, using=DEFAULT_DB_ALIAS))
             _recompute(hours)
         RollupState.objects.update_or_create(
             pk=1, defaults={"watermark": started - WATERMARK_LAG, "refreshed_at": started}

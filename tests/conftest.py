@@ -73,6 +73,8 @@ def _missing_services(item: pytest.Item) -> list[str]:
     missing = []
     if item.get_closest_marker("postgres") and connection.vendor != "postgresql":
         missing.append("PostgreSQL (DATABASE_URL)")
+    if item.get_closest_marker("replica") and "replica" not in settings.DATABASES:
+        missing.append("a streaming replica of it (REPLICA_DATABASE_URL)")
     if item.get_closest_marker("redis") and not os.environ.get("REDIS_URL"):
         missing.append("Redis (REDIS_URL)")
     if item.get_closest_marker("browser") and not os.path.exists("/usr/bin/chromium"):

@@ -50,3 +50,23 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
 else:
     _test_name = f"test_{DATABASES['default']['NAME']}_{os.getpid()}"  # noqa: F405
 DATABASES["default"]["TEST"] = {"NAME": _test_name}  # noqa: F405
+
+# A second alias for FEEDBACK_APP["REPORTS_DATABASE"]: a test mirror of default, so tests that
+# point the reports at it read the test database through a connection of its own (and see only
+# committed rows: those tests are transactional). The suite itself reports on "default".
+DATABASES["reports"] = {**DATABASES["default"], "TEST": {"MIRROR": "default"}}  # noqa: F405
+
+# REPLICA_DATABASE_URL (CI: a streaming replica of the PostgreSQL server, .ci/run): the alias
+# "replica" for the tests marked replica. Declared a test mirror of default, so the test runner
+# neither creates nor migrates it and gives it the test database's name (a mirror takes only
+# NAME from default): it keeps the replica's host and port, where that database arrives by
+# replication.
+if os.environ.get("REPLICA_DATABASE_URL") and DATABASES["default"]["ENGINE"].endswith(  # noqa: F405
+    "postgresql"
+):
+    import dj_database_url
+
+    DATABASES["replica"] = {  # noqa: F405
+        **dj_database_url.parse(os.environ["REPLICA_DATABASE_URL"]),
+        "TEST": {"MIRROR": "default"},
+    }

@@ -348,6 +348,19 @@ def test_bad_alert_settings_are_e017(feedback_app, alerts):
     assert issue.hint
 
 
+@pytest.mark.parametrize("alias", ["nowhere", "", None, ["reports"]])
+def test_a_reports_database_not_in_databases_is_e040(feedback_app, alias):
+    feedback_app(REPORTS_DATABASE=alias)
+    (issue,) = app_issues()
+    assert issue.id == "feedback_app.E040"
+    assert "'default'" in issue.hint
+
+
+def test_a_reports_database_in_databases_is_fine(feedback_app):
+    feedback_app(REPORTS_DATABASE="reports")  # the test settings' mirror of default
+    assert app_issues() == []
+
+
 @pytest.mark.parametrize(
     "alerts", [{"MIN_VOLUME": 10}, {"DROP": 0.5}, {"MIN_VOLUME": 5, "DROP": 0.2}, None]
 )

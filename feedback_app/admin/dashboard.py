@@ -1,10 +1,12 @@
 """The conversion dashboard in the admin: tiles, charts, breakdowns, alerts and CSV downloads.
 
 Every number comes from ``reports`` (and ``alerts``, built on it); this module only picks the
-filters from the query string and draws. The page reads the rollup state once and the rollups
-three times: once for its tiles, charts and tables (``conversion_reports``), twice for the
-alerts. Charts are inline SVG drawn here, so the page works offline; each has a text
-alternative (a title and a description, and a table of the same numbers).
+filters from the query string and draws. It reads the reports database
+(``FEEDBACK_APP["REPORTS_DATABASE"]``, maybe a replica) only, and says how current that is.
+The page reads the rollup state once and the rollups three times: once for its tiles, charts
+and tables (``conversion_reports``), twice for the alerts. Charts are inline SVG drawn here,
+so the page works offline; each has a text alternative (a title and a description, and a
+table of the same numbers).
 
 In the query string an empty value means "any"; ``NONE`` selects the messages without a value
 (chat messages have no country, many messages no sender).
@@ -44,6 +46,7 @@ from ..reports import (
     Totals,
     conversion_report,
     conversion_reports,
+    data_as_of,
     same_rollup_state,
 )
 from ..states import Channel
@@ -588,6 +591,25 @@ def _period(filters: ReportFilters, now: datetime) -> str:
     }
 
 
+#: A reports database further behind than this is said to be behind, with by how much.
+BEHIND_AFTER = timedelta(minutes=2)
+
+
+def as_of_text(as_of: datetime | None, now: datetime) -> str:
+    """ "Data as of <time>": how current the reports database is (a replica may lag)."""
+    if as_of is None:
+        return _("Data as of: unknown (the reports database has replayed nothing yet)")
+    text = _("Data as of %(time)s") % {
+        "time": date_format(timezone.localtime(as_of), "DATETIME_FORMAT")
+    }
+    if now - as_of > BEHIND_AFTER:
+        behind = formats.duration((now - as_of).total_seconds())
+        text += " " + _("(%(behind)s behind: the reports database is catching up)") % {
+            "behind": behind
+        }
+    return text
+
+
 def _alert(alert: Alert) -> dict[str, Any]:
     return {
         "alert": alert,
@@ -657,6 +679,7 @@ class ConversionDashboardAdmin(admin.ModelAdmin):
             # The time series, every breakdown and the histogram: one read of the rollups.
             reports = conversion_reports(filters, [time_key, *TABLES])
             alerts = conversion_alerts(filters, now=now)
+        as_of = data_as_of()
         series = reports.reports[time_key]
         series_rows = _filled(series.rows, filters, now, hourly)
         tables = {by: reports.reports[by] for by in TABLES}
@@ -669,6 +692,8 @@ class ConversionDashboardAdmin(admin.ModelAdmin):
             "form": form,
             "filters": filters,
             "period": _period(filters, now),
+            "data_as_of": as_of,
+            "as_of": as_of_text(as_of, now),
             "tiles": _tiles(series.totals, filters),
             "totals": series.totals,
             "series_chart": series_chart(series_rows, hourly),

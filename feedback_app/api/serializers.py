@@ -360,6 +360,13 @@ class ReportSerializer(serializers.Serializer):
     by = serializers.ChoiceField(choices=BREAKDOWNS, allow_null=True)
     totals = TotalsSerializer()
     rows = ReportRowSerializer(many=True)
+    data_as_of = serializers.DateTimeField(
+        allow_null=True,
+        help_text=_(
+            "Every write up to this moment is in the numbers: now, unless the reports read a "
+            "replica that lags (FEEDBACK_APP['REPORTS_DATABASE']); null when unknown."
+        ),
+    )
 
 
 # -- errors, for the schema --------------------------------------------------------------------

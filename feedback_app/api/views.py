@@ -29,7 +29,7 @@ from rest_framework.viewsets import GenericViewSet
 
 from .. import services
 from ..models import Message
-from ..reports import ReportFilters, conversion_report
+from ..reports import ReportFilters, conversion_report, data_as_of
 from ..states import Source
 from ..tokens import ExpiredToken, InvalidToken, message_from_token
 from . import permissions, serializers
@@ -345,7 +345,8 @@ class ReportView(FeedbackAPIView, APIView):
             by=query.validated_data.get("by"),
             queryset=self.get_queryset(),
         )
-        return Response(serializers.ReportSerializer(report).data)
+        data = {**vars(report), "data_as_of": data_as_of()}
+        return Response(serializers.ReportSerializer(data).data)
 
 
 class NotFoundView(FeedbackAPIView, APIView):
