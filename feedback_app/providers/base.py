@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from django.core.checks import CheckMessage
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
+from django.urls import reverse
 from django.utils.module_loading import import_string
 
 from ..conf import BUILTIN_BACKENDS, app_settings
@@ -164,6 +165,20 @@ def get_provider(key: str) -> Provider:
                 backend = import_string(backend_path(key, config))
                 instance = _instances[key] = backend(key, config)
     return instance
+
+
+def webhook_url(webhook: str, key: str, builtin_key: str | None = None) -> str | None:
+    """The URL of ``key``'s ``webhook`` under ``PUBLIC_URL``: ``webhooks/<webhook>/`` for the
+    built-in key (``builtin_key``, the webhook's own name by default), ``webhooks/<webhook>/<key>/``
+    for another key with the same backend; None without ``PUBLIC_URL``. Where a provider asks a
+    vendor to call back, and where a fake plays a vendor's account-level callback setting."""
+    if not app_settings.PUBLIC_URL:
+        return None
+    if key == (builtin_key or webhook):
+        path = reverse(f"feedback_app:webhook-{webhook}")
+    else:
+        path = reverse(f"feedback_app:webhook-{webhook}-key", kwargs={"provider": key})
+    return app_settings.PUBLIC_URL.rstrip("/") + path
 
 
 def reporting_providers(outcome: str) -> list[str]:

@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 
 import urllib3
 from django.core.checks import CheckMessage, Error, Warning
-from django.urls import reverse
 from infobip_api_client import (
     ApiClient,
     Configuration,
@@ -44,7 +43,15 @@ from infobip_api_client.exceptions import ApiException, OpenApiException
 
 from ..conf import app_settings
 from ..states import Channel, Delivery
-from .base import PermanentError, Provider, ProviderError, RetryableError, SendResult, StatusUpdate
+from .base import (
+    PermanentError,
+    Provider,
+    ProviderError,
+    RetryableError,
+    SendResult,
+    StatusUpdate,
+    webhook_url,
+)
 
 if TYPE_CHECKING:
     from infobip_api_client.models import SmsMessageError, SmsMessageStatus
@@ -297,13 +304,7 @@ class InfobipProvider(Provider):
         setting = self.config.get("DELIVERY_URL")
         if setting is not None:
             return setting or None
-        if not app_settings.PUBLIC_URL:
-            return None
-        if self.key == "infobip":
-            path = reverse("feedback_app:webhook-infobip")
-        else:
-            path = reverse("feedback_app:webhook-infobip-key", kwargs={"provider": self.key})
-        return app_settings.PUBLIC_URL.rstrip("/") + path
+        return webhook_url("infobip", self.key)
 
     # -- the provider interface --------------------------------------------------------------
 

@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 from django.core.checks import CheckMessage, Error, Warning
-from django.urls import reverse
 from django.utils import timezone
 from plivo import RestClient
 from plivo.exceptions import PlivoRestError
@@ -32,7 +31,15 @@ from plivo.rest.client import PLIVO_API
 from ..conf import app_settings
 from ..recipients import mask
 from ..states import Channel, Delivery
-from .base import PermanentError, Provider, ProviderError, RetryableError, SendResult, StatusUpdate
+from .base import (
+    PermanentError,
+    Provider,
+    ProviderError,
+    RetryableError,
+    SendResult,
+    StatusUpdate,
+    webhook_url,
+)
 
 if TYPE_CHECKING:
     from requests import PreparedRequest, Response
@@ -298,13 +305,7 @@ class PlivoProvider(Provider):
         """``STATUS_CALLBACK``, else this key's webhook under ``PUBLIC_URL``, else None."""
         if self.config.get("STATUS_CALLBACK"):
             return self.config["STATUS_CALLBACK"]
-        if not app_settings.PUBLIC_URL:
-            return None
-        if self.key == "plivo":
-            path = reverse("feedback_app:webhook-plivo")
-        else:
-            path = reverse("feedback_app:webhook-plivo-key", kwargs={"provider": self.key})
-        return app_settings.PUBLIC_URL.rstrip("/") + path
+        return webhook_url("plivo", self.key)
 
     def send(
         self,

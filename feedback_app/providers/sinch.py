@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 from django.core.checks import CheckMessage, Error, Warning
-from django.urls import reverse
 from pydantic import ValidationError
 from sinch import SinchClient
 from sinch.core.clients.retry_configuration import RetryConfiguration
@@ -33,7 +32,15 @@ from sinch.core.exceptions import SinchException
 
 from ..conf import app_settings
 from ..states import DELIVERY_RANK, Channel, Delivery
-from .base import PermanentError, Provider, ProviderError, RetryableError, SendResult, StatusUpdate
+from .base import (
+    PermanentError,
+    Provider,
+    ProviderError,
+    RetryableError,
+    SendResult,
+    StatusUpdate,
+    webhook_url,
+)
 
 if TYPE_CHECKING:
     from ..models import Message
@@ -286,13 +293,7 @@ class SinchProvider(Provider):
         uses the service plan's default callback URL)."""
         if self.config.get("CALLBACK_URL"):
             return self.config["CALLBACK_URL"]
-        if not app_settings.PUBLIC_URL:
-            return None
-        if self.key == "sinch":
-            path = reverse("feedback_app:webhook-sinch")
-        else:
-            path = reverse("feedback_app:webhook-sinch-key", kwargs={"provider": self.key})
-        return app_settings.PUBLIC_URL.rstrip("/") + path
+        return webhook_url("sinch", self.key)
 
     def send(
         self,

@@ -24,11 +24,18 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 from django.core.checks import CheckMessage, Error, Warning
-from django.urls import reverse
 
 from ..conf import app_settings
 from ..states import Channel, Delivery
-from .base import PermanentError, Provider, ProviderError, RetryableError, SendResult, StatusUpdate
+from .base import (
+    PermanentError,
+    Provider,
+    ProviderError,
+    RetryableError,
+    SendResult,
+    StatusUpdate,
+    webhook_url,
+)
 
 if TYPE_CHECKING:
     from telesign.rest import RestClient
@@ -297,13 +304,7 @@ class TelesignProvider(Provider):
         Telesign uses the account's callback URL, if one is set)."""
         if self.config.get("CALLBACK_URL"):
             return self.config["CALLBACK_URL"]
-        if not app_settings.PUBLIC_URL:
-            return None
-        if self.key == "telesign":
-            path = reverse("feedback_app:webhook-telesign")
-        else:
-            path = reverse("feedback_app:webhook-telesign-key", kwargs={"provider": self.key})
-        return app_settings.PUBLIC_URL.rstrip("/") + path
+        return webhook_url("telesign", self.key)
 
     def send(
         self,

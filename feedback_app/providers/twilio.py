@@ -21,14 +21,21 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 from django.core.checks import CheckMessage, Warning
-from django.urls import reverse
 from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
 from ..conf import app_settings
 from ..states import Channel, Delivery
-from .base import PermanentError, Provider, ProviderError, RetryableError, SendResult, StatusUpdate
+from .base import (
+    PermanentError,
+    Provider,
+    ProviderError,
+    RetryableError,
+    SendResult,
+    StatusUpdate,
+    webhook_url,
+)
 
 if TYPE_CHECKING:
     from twilio.rest.api.v2010.account.message import MessageInstance
@@ -224,13 +231,7 @@ class TwilioProvider(Provider):
         """
         if self.config.get("STATUS_CALLBACK"):
             return self.config["STATUS_CALLBACK"]
-        if not app_settings.PUBLIC_URL:
-            return None
-        if self.key == "twilio":
-            path = reverse("feedback_app:webhook-twilio")
-        else:
-            path = reverse("feedback_app:webhook-twilio-key", kwargs={"provider": self.key})
-        return app_settings.PUBLIC_URL.rstrip("/") + path
+        return webhook_url("twilio", self.key)
 
     def send(
         self,

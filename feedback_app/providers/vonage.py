@@ -27,14 +27,13 @@ from urllib.parse import urlsplit
 
 import requests
 from django.core.checks import CheckMessage, Error, Warning
-from django.urls import reverse
 from pydantic import ValidationError
 from requests.adapters import HTTPAdapter
 
 from ..conf import app_settings
 from ..recipients import mask_numbers_in
 from ..states import Channel, Delivery
-from .base import PermanentError, Provider, ProviderError, RetryableError, SendResult
+from .base import PermanentError, Provider, ProviderError, RetryableError, SendResult, webhook_url
 
 if TYPE_CHECKING:
     from vonage import Vonage
@@ -282,7 +281,7 @@ class VonageProvider(Provider):
                 )
             )
         else:
-            url = callback or _webhook_url(key)
+            url = callback or webhook_url("vonage", key)
             if len(url) > CALLBACK_MAX_LENGTH:
                 messages.append(
                     Warning(
@@ -335,9 +334,7 @@ class VonageProvider(Provider):
     def callback_url(self) -> str | None:
         """``CALLBACK``, else this key's webhook under ``PUBLIC_URL``; None without either, or
         when it is longer than Vonage takes (W115): the account's default webhook applies."""
-        url = self.config.get("CALLBACK") or (
-            _webhook_url(self.key) if app_settings.PUBLIC_URL else None
-        )
+        url = self.config.get("CALLBACK") or webhook_url("vonage", self.key)
         if url and len(url) > CALLBACK_MAX_LENGTH:
             logger.warning(
                 "feedback_app: %s callback URL longer than %s characters, not sent",
@@ -465,14 +462,6 @@ class VonageProvider(Provider):
         )
         # The API takes UTC ("yyyy-MM-dd HH:mm:ss"); the SDK formats the datetime as given.
         return confirmed_at.astimezone(UTC) if confirmed_at else None
-
-
-def _webhook_url(key: str) -> str:
-    if key == "vonage":
-        path = reverse("feedback_app:webhook-vonage")
-    else:
-        path = reverse("feedback_app:webhook-vonage-key", kwargs={"provider": key})
-    return (app_settings.PUBLIC_URL or "").rstrip("/") + path
 
 
 def _total_price(parts: list[Any]) -> str | None:

@@ -511,18 +511,13 @@ class CarrierAlibabaFake(AlibabaFake):
 def report_url_from_settings(key: str = "alibaba") -> str | None:
     """The URL the SMS console would push to: ``PUBLIC_URL`` + this key's webhook path, with
     the provider's ``WEBHOOK_TOKEN`` as ``?token=``; None without a PUBLIC_URL."""
-    from django.urls import reverse
-
     from ..conf import app_settings
+    from ..providers.base import webhook_url
 
-    if not app_settings.PUBLIC_URL:
+    url = webhook_url("alibaba", key)
+    if url is None:
         return None
-    if key == "alibaba":
-        path = reverse("feedback_app:webhook-alibaba")
-    else:
-        path = reverse("feedback_app:webhook-alibaba-key", kwargs={"provider": key})
     token = (app_settings.PROVIDERS.get(key) or {}).get("WEBHOOK_TOKEN") or ""
-    url = app_settings.PUBLIC_URL.rstrip("/") + path
     return f"{url}?token={quote(token, safe='')}" if token else url
 
 

@@ -117,9 +117,8 @@ class SnsTarget:
 def sns_target_from_settings(provider: str = "aws_sms") -> SnsTarget | None:
     """The ``provider``'s SNS webhook as the Django settings describe it: ``PUBLIC_URL`` and the
     provider's ``WEBHOOK_BASIC_AUTH`` and first ``SNS_TOPIC_ARNS``; None when one is missing."""
-    from django.urls import reverse
-
     from ..conf import app_settings
+    from ..providers.base import webhook_url
 
     config = app_settings.PROVIDERS.get(provider) or {}
     topics = config.get("SNS_TOPIC_ARNS") or []
@@ -128,12 +127,8 @@ def sns_target_from_settings(provider: str = "aws_sms") -> SnsTarget | None:
     public_url = app_settings.PUBLIC_URL
     if not (topic and auth and public_url):
         return None
-    path = (
-        reverse("feedback_app:webhook-sns")
-        if provider == "aws_sms"
-        else reverse("feedback_app:webhook-sns-key", args=[provider])
-    )
-    return SnsTarget(url=public_url.rstrip("/") + path, basic_auth=auth, topic_arn=topic)
+    url = webhook_url("sns", provider, builtin_key="aws_sms")
+    return SnsTarget(url=url, basic_auth=auth, topic_arn=topic)
 
 
 #: Final events of the messages that fail, picked at random (rejected or undelivered).

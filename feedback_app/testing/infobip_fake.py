@@ -516,20 +516,13 @@ class ReportTarget:
 def report_target_from_settings(provider: str = "infobip") -> ReportTarget:
     """The ``provider``'s webhook as the Django settings describe it: ``PUBLIC_URL`` + its
     webhook path, and its ``WEBHOOK_BASIC_AUTH``."""
-    from django.urls import reverse
-
     from ..conf import app_settings
+    from ..providers.base import webhook_url
 
     config = app_settings.PROVIDERS.get(provider) or {}
-    url = None
-    if app_settings.PUBLIC_URL:
-        path = (
-            reverse("feedback_app:webhook-infobip")
-            if provider == "infobip"
-            else reverse("feedback_app:webhook-infobip-key", args=[provider])
-        )
-        url = app_settings.PUBLIC_URL.rstrip("/") + path
-    return ReportTarget(url=url, basic_auth=config.get("WEBHOOK_BASIC_AUTH"))
+    return ReportTarget(
+        url=webhook_url("infobip", provider), basic_auth=config.get("WEBHOOK_BASIC_AUTH")
+    )
 
 
 class CarrierInfobipFake(InfobipFake):

@@ -506,18 +506,9 @@ class CarrierTelesignFake(TelesignFake):
 def callback_url_from_settings(provider: str = "telesign") -> str | None:
     """The account-level callback URL a Telesign account would have: ``provider``'s webhook
     under ``PUBLIC_URL``; None without ``PUBLIC_URL``."""
-    from django.urls import reverse
+    from ..providers.base import webhook_url
 
-    from ..conf import app_settings
-
-    if not app_settings.PUBLIC_URL:
-        return None
-    path = (
-        reverse("feedback_app:webhook-telesign")
-        if provider == "telesign"
-        else reverse("feedback_app:webhook-telesign-key", args=[provider])
-    )
-    return app_settings.PUBLIC_URL.rstrip("/") + path
+    return webhook_url("telesign", provider)
 
 
 def _now() -> datetime:

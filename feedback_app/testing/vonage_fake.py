@@ -474,18 +474,9 @@ class CarrierVonageFake(VonageFake):
 def account_webhook_from_settings(provider: str = "vonage") -> str | None:
     """The account-level receipt webhook as the Django settings describe it: ``PUBLIC_URL`` and
     the ``provider``'s webhook path; None without ``PUBLIC_URL``."""
-    from django.urls import reverse
+    from ..providers.base import webhook_url
 
-    from ..conf import app_settings
-
-    if not app_settings.PUBLIC_URL:
-        return None
-    path = (
-        reverse("feedback_app:webhook-vonage")
-        if provider == "vonage"
-        else reverse("feedback_app:webhook-vonage-key", args=[provider])
-    )
-    return app_settings.PUBLIC_URL.rstrip("/") + path
+    return webhook_url("vonage", provider)
 
 
 def _error_answer(status: str, text: str) -> dict[str, Any]:
