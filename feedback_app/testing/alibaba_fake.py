@@ -58,6 +58,7 @@ from typing import Any
 from urllib.parse import parse_qsl, quote
 
 from .carrier import call_later, post, unreachable
+from .server import reason
 
 #: Credentials the fake accepts unless told others.
 ACCESS_KEY_ID = "LTAI5tFakeAccessKeyId01"
@@ -125,14 +126,6 @@ _AUTHORIZATION = re.compile(
     r"SignedHeaders=(?P<signed>[^,]+),Signature=(?P<signature>[0-9a-f]+)"
 )
 
-_REASONS = {
-    200: "OK",
-    400: "Bad Request",
-    403: "Forbidden",
-    404: "Not Found",
-    500: "Internal Server Error",
-    503: "Service Unavailable",
-}
 
 _message_numbers = itertools.count(1)
 
@@ -313,7 +306,7 @@ class AlibabaFake:
             time.sleep(latency)
         data = json.dumps(answer).encode()
         start_response(
-            f"{status} {_REASONS.get(status, 'Error')}",
+            f"{status} {reason(status)}",
             [
                 ("Content-Type", "application/json;charset=utf-8"),
                 ("Content-Length", str(len(data))),

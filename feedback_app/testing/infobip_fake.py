@@ -49,6 +49,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from .carrier import call_later, post, unreachable
+from .server import json_response, reason
 
 #: The API key the fake accepts unless told another.
 API_KEY = "fake-infobip-api-key"
@@ -91,18 +92,6 @@ UNKNOWN_SUBSCRIBER: dict[str, Any] = {
 _DESTINATION = re.compile(r"\+?[1-9][0-9]{5,14}")
 _CONVERSION = re.compile(r"/ct/1/log/end/(?P<message_id>[^/]+)")
 
-_REASONS = {
-    200: "OK",
-    400: "Bad Request",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    429: "Too Many Requests",
-    500: "Internal Server Error",
-    502: "Bad Gateway",
-    503: "Service Unavailable",
-}
 
 #: The older shape's ``messageId`` for an HTTP status (BAD_REQUEST is in Infobip's API spec;
 #: the others follow its naming).
@@ -308,7 +297,7 @@ class InfobipFake:
                     status, code, text, forced = failure
                     raise _error(
                         status,
-                        text or _REASONS.get(status, "Error"),
+                        text or reason(status),
                         legacy=legacy if forced is None else forced,
                         code=code,
                     )
@@ -493,12 +482,7 @@ def _read_request(environ: dict[str, Any], base_path: str) -> FakeRequest:
 
 
 def _respond(start_response: Callable[..., Any], status: int, payload: Any) -> list[bytes]:
-    data = json.dumps(payload).encode()
-    start_response(
-        f"{status} {_REASONS.get(status, 'Error')}",
-        [("Content-Type", "application/json"), ("Content-Length", str(len(data)))],
-    )
-    return [data]
+    return json_response(start_response, status, payload)
 
 
 # -- the carrier, for the live demo -----------------------------------------------------------

@@ -51,6 +51,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from .carrier import call_later, post, unreachable
+from .server import json_response, reason
 
 #: Credentials the fake accepts unless told others (an Auth ID of the form the SDK checks).
 AUTH_ID = "MADEMO0000000000FAKE"
@@ -71,19 +72,6 @@ _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12
 _SANITIZED = re.compile(r"[/\-.+()\s]")
 #: ``timestamp`` of a conversion: RFC 3339, as the docs' example ``2020-08-01T11:32:26Z``.
 _TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:?\d{2})")
-
-_REASONS = {
-    200: "OK",
-    202: "Accepted",
-    400: "Bad Request",
-    401: "Unauthorized",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    429: "Too Many Requests",
-    500: "Internal Server Error",
-    502: "Bad Gateway",
-    503: "Service Unavailable",
-}
 
 
 class PlivoError(Exception):
@@ -170,7 +158,7 @@ class PlivoFake:
 
     def fail_next(self, count: int = 1, *, status: int = 503, message: str | None = None) -> None:
         """Answer the next ``count`` requests with HTTP ``status`` and ``message`` as ``error``."""
-        error = PlivoError(status, message or _REASONS.get(status, "error"))
+        error = PlivoError(status, message or reason(status).lower())
         with self._lock:
             self._failures.extend(error for _ in range(count))
 
@@ -518,9 +506,4 @@ def _basic_auth(environ: dict[str, Any]) -> tuple[str, str]:
 
 
 def _respond(start_response: Callable[..., Any], status: int, payload: Any) -> list[bytes]:
-    data = json.dumps(payload).encode()
-    start_response(
-        f"{status} {_REASONS.get(status, 'Error')}",
-        [("Content-Type", "application/json"), ("Content-Length", str(len(data)))],
-    )
-    return [data]
+    return json_response(start_response, status, payload)

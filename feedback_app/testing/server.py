@@ -2,11 +2,38 @@
 
 from __future__ import annotations
 
+import json
 import threading
+from collections.abc import Callable, Iterable
+from http import HTTPStatus
 from socketserver import ThreadingMixIn
 from types import TracebackType
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+
+def reason(status: int) -> str:
+    """The reason phrase of an HTTP status, "Error" for a code HTTP does not define."""
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def json_response(
+    start_response: Callable[..., Any],
+    status: int,
+    payload: Any,
+    headers: Iterable[tuple[str, str]] = (),
+    content_type: str = "application/json",
+) -> list[bytes]:
+    """A fake's JSON answer (no body for ``payload`` None), with its length and reason."""
+    data = b"" if payload is None else json.dumps(payload).encode()
+    head = [("Content-Length", str(len(data)))]
+    if payload is not None:
+        head.insert(0, ("Content-Type", content_type))
+    start_response(f"{status} {reason(status)}", [*head, *headers])
+    return [data]
 
 
 class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):

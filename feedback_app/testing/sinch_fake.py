@@ -52,6 +52,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from .carrier import call_later, post, unreachable
+from .server import json_response, reason
 
 #: Credentials the fake accepts unless told others.
 SERVICE_PLAN_ID = "fakeplan0123456789abcdef01234567"
@@ -99,20 +100,6 @@ FAILURES: dict[int, str] = {
     500: "INTERNAL",
     502: "UNAVAILABLE",
     503: "UNAVAILABLE",
-}
-
-_REASONS = {
-    200: "OK",
-    201: "Created",
-    202: "Accepted",
-    400: "Bad Request",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    429: "Too Many Requests",
-    500: "Internal Server Error",
-    503: "Service Unavailable",
 }
 
 
@@ -239,7 +226,7 @@ class SinchFake:
         error = SinchError(
             status,
             FAILURES.get(status, str(status)) if code is None else code,
-            _REASONS.get(status, "Error") if text is None else text,
+            reason(status) if text is None else text,
         )
         with self._lock:
             self._failures.extend(error for _ in range(count))
@@ -581,9 +568,4 @@ def _basic_auth(environ: dict[str, Any]) -> tuple[str, str]:
 
 
 def _respond(start_response: Callable[..., Any], status: int, payload: Any) -> list[bytes]:
-    data = b"" if payload is None else json.dumps(payload).encode()
-    headers = [("Content-Length", str(len(data)))]
-    if payload is not None:
-        headers.append(("Content-Type", "application/json"))
-    start_response(f"{status} {_REASONS.get(status, 'Error')}", headers)
-    return [data]
+    return json_response(start_response, status, payload)

@@ -53,6 +53,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from .carrier import call_later, post, unreachable
+from .server import json_response
 
 #: Credentials the fake accepts unless told others (the API key is base64, as Telesign's are).
 CUSTOMER_ID = "FFFFFFFF-EEEE-DDDD-1234-AB1234567890"
@@ -86,16 +87,6 @@ FAILURES: dict[int, tuple[int, str]] = {
     503: (-90001, "System Unavailable, Please try again later."),
 }
 
-_REASONS = {
-    200: "OK",
-    400: "Bad Request",
-    401: "Unauthorized",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    429: "Too Many Requests",
-    500: "Internal Server Error",
-    503: "Service Unavailable",
-}
 
 _ROUTE = re.compile(
     r"(?:/[^?]*?)?(?P<resource>/v1/verify/(?:(?P<sms>sms)|completion/(?P<done>[^/]+)|(?P<ref>[^/]+)))"
@@ -549,9 +540,4 @@ def _read_body(environ: dict[str, Any]) -> bytes:
 def _respond(
     start_response: Callable[..., Any], status: int, payload: dict[str, Any]
 ) -> list[bytes]:
-    data = json.dumps(payload).encode()
-    start_response(
-        f"{status} {_REASONS.get(status, 'Error')}",
-        [("Content-Type", "application/json"), ("Content-Length", str(len(data)))],
-    )
-    return [data]
+    return json_response(start_response, status, payload)

@@ -35,7 +35,6 @@ assertions and logs nothing.
 from __future__ import annotations
 
 import base64
-import json
 import re
 import secrets
 import threading
@@ -47,6 +46,8 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from .server import json_response, reason
 
 #: Credentials the fake accepts unless told others.
 ACCOUNT_SID = "AC" + "0" * 32
@@ -69,17 +70,6 @@ FAILURES: dict[int, tuple[int, str]] = {
     502: (20502, "Bad Gateway"),
     503: (20503, "Service Unavailable"),
 }
-
-_REASONS = {
-    200: "OK",
-    201: "Created",
-    400: "Bad Request",
-    401: "Unauthorized",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    429: "Too Many Requests",
-}
-
 
 #: ``problem_status`` default: the problem body's ``status`` is the HTTP status.
 _HTTP_STATUS: Any = object()
@@ -111,7 +101,7 @@ class TwilioError(Exception):
         if self.problem:
             return {
                 "type": more_info,
-                "title": _REASONS.get(self.status, "Error"),
+                "title": reason(self.status),
                 "status": self.problem_status,
                 "code": self.code,
                 "detail": self.message,
@@ -210,7 +200,7 @@ class TwilioFake:
         ``problem`` answers in the RFC 9457 shape instead of the classic one, whose ``status``
         member is ``problem_status`` when given (None, a string: what a broken body says).
         """
-        default_code, default_message = FAILURES.get(status, (status, _REASONS.get(status, "")))
+        default_code, default_message = FAILURES.get(status, (status, reason(status)))
         error = TwilioError(
             status,
             default_code if code is None else code,
@@ -446,9 +436,4 @@ def _respond(
     payload: dict[str, Any],
     content_type: str = "application/json",
 ) -> list[bytes]:
-    data = json.dumps(payload).encode()
-    start_response(
-        f"{status} {_REASONS.get(status, 'Error')}",
-        [("Content-Type", content_type), ("Content-Length", str(len(data)))],
-    )
-    return [data]
+    return json_response(start_response, status, payload, content_type=content_type)

@@ -53,6 +53,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode
 
 from .carrier import call_later, post, unreachable
+from .server import reason
 
 logger = logging.getLogger(__name__)
 
@@ -85,21 +86,6 @@ STATUS_TEXTS: dict[str, str] = {
     "33": "Number De-activated",
 }
 
-_REASONS = {
-    200: "OK",
-    400: "Bad Request",
-    401: "Unauthorized",
-    402: "Payment Required",
-    403: "Forbidden",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    420: "Invalid Parameters",
-    423: "Invalid Parameters",
-    429: "Too Many Requests",
-    500: "Internal Server Error",
-    502: "Bad Gateway",
-    503: "Service Unavailable",
-}
 
 #: Characters per part of a text (``type=text``) or unicode message, alone or concatenated.
 _PART_SIZES = {"text": (160, 153), "unicode": (70, 67)}
@@ -208,9 +194,8 @@ class VonageFake:
             )
         else:
             assert http_status is not None
-            reason = _REASONS.get(http_status, "Error")
             failure = _Failure(
-                http_status, str(http_status), reason if message is None else message
+                http_status, str(http_status), reason(http_status) if message is None else message
             )
         with self._lock:
             self._failures.extend(failure for _ in range(count))
@@ -277,7 +262,7 @@ class VonageFake:
         answered = self._answered(request, status, payload)
         body = b"" if payload is None else json.dumps(payload).encode()
         start_response(
-            f"{status} {_REASONS.get(status, 'Error')}",
+            f"{status} {reason(status)}",
             [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
         )
         if answered:
