@@ -4,7 +4,7 @@ import socket
 
 import pytest
 from django.conf import settings
-from django.db import connection
+from django.db import connection, connections
 from django.utils import timezone
 
 from feedback_app.providers import locmem
@@ -47,6 +47,18 @@ def window_start(clock: Clock) -> Clock:
     day = 86400
     clock.now = clock.now.fromtimestamp(clock.now.timestamp() // day * day + 1, tz=clock.now.tzinfo)
     return clock
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _database_features(django_db_setup, django_db_blocker):
+    """Django 6.1 runs the model checks against every alias (``run_checks()`` with no
+    ``databases``), and JSONField's reads a feature that SQLite answers with a query: read each
+    alias's once, before any test, so a test running the checks queries no database it did not
+    ask for (the ``reports`` alias of tests/settings.py)."""
+    with django_db_blocker.unblock():
+        for alias in connections:
+            assert connections[alias].features.supports_json_field
+    yield
 
 
 @pytest.fixture(autouse=True)
