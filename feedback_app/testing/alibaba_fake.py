@@ -58,7 +58,7 @@ from typing import Any
 from urllib.parse import parse_qsl, quote
 
 from .carrier import call_later, post, unreachable
-from .server import reason
+from .server import read_body, reason
 
 #: Credentials the fake accepts unless told others.
 ACCESS_KEY_ID = "LTAI5tFakeAccessKeyId01"
@@ -270,8 +270,7 @@ class AlibabaFake:
         headers = _headers(environ)
         query = environ.get("QUERY_STRING", "")
         params = dict(parse_qsl(query, keep_blank_values=True))
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-        body = environ["wsgi.input"].read(length) if length else b""
+        body = read_body(environ)
         if body and environ.get("CONTENT_TYPE", "").startswith("application/x-www-form-urlencoded"):
             # RPC parameters may come in a form body too; the query wins, as the service reads.
             params = {**dict(parse_qsl(body.decode(), keep_blank_values=True)), **params}

@@ -47,6 +47,8 @@ from typing import Any, NoReturn
 
 import phonenumbers
 
+from .server import read_body
+
 TARGET_PREFIX = "PinpointSMSVoiceV2."
 CONTENT_TYPE = "application/x-amz-json-1.0"
 
@@ -258,8 +260,7 @@ class AwsSmsFake:
         }
         target = headers.get("x-amz-target", "")
         operation = target.removeprefix(TARGET_PREFIX) if target.startswith(TARGET_PREFIX) else ""
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-        raw = environ["wsgi.input"].read(length) if length else b""
+        raw = read_body(environ)
         try:
             body = json.loads(raw) if raw else {}
         except ValueError:

@@ -48,6 +48,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
+from .server import read_body
+
 #: Modeled errors of the service: name -> (HTTP status, the ``Code`` member it carries).
 ERRORS: dict[str, tuple[int, str]] = {
     "BadRequestException": (400, "BadRequest"),
@@ -306,8 +308,7 @@ class ChimeFake:
 
 
 def _read_request(environ: dict[str, Any]) -> FakeRequest:
-    length = int(environ.get("CONTENT_LENGTH") or 0)
-    raw = environ["wsgi.input"].read(length) if length else b""
+    raw = read_body(environ)
     try:
         body = json.loads(raw) if raw else {}
     except ValueError:

@@ -49,7 +49,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from .carrier import call_later, post, unreachable
-from .server import json_response, reason
+from .server import json_response, read_body, reason, request_headers
 
 #: The API key the fake accepts unless told another.
 API_KEY = "fake-infobip-api-key"
@@ -454,15 +454,8 @@ def _valid_url(url: object) -> bool:
 
 
 def _read_request(environ: dict[str, Any], base_path: str) -> FakeRequest:
-    length = int(environ.get("CONTENT_LENGTH") or 0)
-    raw = environ["wsgi.input"].read(length) if length else b""
-    headers = {
-        key[5:].replace("_", "-").lower(): value
-        for key, value in environ.items()
-        if key.startswith("HTTP_") and key != "HTTP_AUTHORIZATION"
-    }
-    if environ.get("CONTENT_TYPE"):
-        headers["content-type"] = environ["CONTENT_TYPE"]
+    raw = read_body(environ)
+    headers = request_headers(environ)
     path = environ.get("PATH_INFO", "")
     if base_path:
         # Outside base_path nothing is served: ".." marks it for a 404.

@@ -51,7 +51,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from .carrier import call_later, post, unreachable
-from .server import json_response, reason
+from .server import json_response, read_body, reason, request_headers
 
 #: Credentials the fake accepts unless told others (an Auth ID of the form the SDK checks).
 AUTH_ID = "MADEMO0000000000FAKE"
@@ -470,15 +470,8 @@ def _message_payload(message: FakeMessage) -> dict[str, Any]:
 
 
 def _read_request(environ: dict[str, Any]) -> FakeRequest:
-    length = int(environ.get("CONTENT_LENGTH") or 0)
-    raw = environ["wsgi.input"].read(length) if length else b""
-    headers = {
-        key[5:].replace("_", "-").lower(): value
-        for key, value in environ.items()
-        if key.startswith("HTTP_") and key != "HTTP_AUTHORIZATION"
-    }
-    if environ.get("CONTENT_TYPE"):
-        headers["content-type"] = environ["CONTENT_TYPE"]
+    raw = read_body(environ)
+    headers = request_headers(environ)
     try:
         body = json.loads(raw) if raw else None
     except ValueError:

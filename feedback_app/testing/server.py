@@ -12,6 +12,25 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 
+def read_body(environ: dict[str, Any]) -> bytes:
+    """The request's body, as many bytes as its Content-Length says."""
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    return environ["wsgi.input"].read(length) if length else b""
+
+
+def request_headers(environ: dict[str, Any]) -> dict[str, str]:
+    """The request's headers by lower-case name, Content-Type included; Authorization left out
+    (a fake checks credentials, it never records them)."""
+    headers = {
+        key[5:].replace("_", "-").lower(): value
+        for key, value in environ.items()
+        if key.startswith("HTTP_") and key != "HTTP_AUTHORIZATION"
+    }
+    if environ.get("CONTENT_TYPE"):
+        headers["content-type"] = environ["CONTENT_TYPE"]
+    return headers
+
+
 def reason(status: int) -> str:
     """The reason phrase of an HTTP status, "Error" for a code HTTP does not define."""
     try:

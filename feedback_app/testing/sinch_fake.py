@@ -52,7 +52,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from .carrier import call_later, post, unreachable
-from .server import json_response, reason
+from .server import json_response, read_body, reason, request_headers
 
 #: Credentials the fake accepts unless told others.
 SERVICE_PLAN_ID = "fakeplan0123456789abcdef01234567"
@@ -262,7 +262,7 @@ class SinchFake:
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
     ) -> Iterable[bytes]:
-        raw = _read_body(environ)
+        raw = read_body(environ)
         with self._lock:
             failure = self._failures.popleft() if self._failures else None
             latency = self.latency
@@ -522,20 +522,9 @@ def _delivery_report(batch: FakeBatch, kind: str) -> dict[str, Any]:
     return payload
 
 
-def _read_body(environ: dict[str, Any]) -> bytes:
-    length = int(environ.get("CONTENT_LENGTH") or 0)
-    return environ["wsgi.input"].read(length) if length else b""
-
-
 def _read_request(environ: dict[str, Any], raw: bytes) -> FakeRequest:
-    headers = {
-        key[5:].replace("_", "-").lower(): value
-        for key, value in environ.items()
-        if key.startswith("HTTP_") and key != "HTTP_AUTHORIZATION"
-    }
-    content_type = environ.get("CONTENT_TYPE", "")
-    if content_type:
-        headers["content-type"] = content_type
+    headers = request_headers(environ)
+    content_type = headers.get("content-type", "")
     scheme = environ.get("HTTP_AUTHORIZATION", "").partition(" ")[0].lower()
     body: Any = None
     if raw:

@@ -53,7 +53,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from .carrier import call_later, post, unreachable
-from .server import json_response
+from .server import json_response, read_body
 
 #: Credentials the fake accepts unless told others (the API key is base64, as Telesign's are).
 CUSTOMER_ID = "FFFFFFFF-EEEE-DDDD-1234-AB1234567890"
@@ -276,7 +276,7 @@ class TelesignFake:
     ) -> Iterable[bytes]:
         method = environ["REQUEST_METHOD"]
         path = environ.get("PATH_INFO", "")
-        raw = _read_body(environ)
+        raw = read_body(environ)
         match = _ROUTE.fullmatch(path)
         resource = match["resource"] if match else path
         query = environ.get("QUERY_STRING", "")
@@ -530,11 +530,6 @@ def _status_payload(transaction: FakeTransaction) -> dict[str, Any]:
         },
         "verify": {"code_state": "UNKNOWN", "code_entered": ""},
     }
-
-
-def _read_body(environ: dict[str, Any]) -> bytes:
-    length = int(environ.get("CONTENT_LENGTH") or 0)
-    return environ["wsgi.input"].read(length) if length else b""
 
 
 def _respond(

@@ -47,7 +47,7 @@ from email.utils import format_datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from .server import json_response, reason
+from .server import json_response, read_body, reason, request_headers
 
 #: Credentials the fake accepts unless told others.
 ACCOUNT_SID = "AC" + "0" * 32
@@ -400,15 +400,8 @@ def _message_payload(message: FakeMessage) -> dict[str, Any]:
 
 
 def _read_request(environ: dict[str, Any]) -> FakeRequest:
-    length = int(environ.get("CONTENT_LENGTH") or 0)
-    raw = environ["wsgi.input"].read(length) if length else b""
-    headers = {
-        key[5:].replace("_", "-").lower(): value
-        for key, value in environ.items()
-        if key.startswith("HTTP_") and key != "HTTP_AUTHORIZATION"
-    }
-    if environ.get("CONTENT_TYPE"):
-        headers["content-type"] = environ["CONTENT_TYPE"]
+    raw = read_body(environ)
+    headers = request_headers(environ)
     return FakeRequest(
         method=environ["REQUEST_METHOD"],
         path=environ.get("PATH_INFO", ""),

@@ -53,7 +53,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode
 
 from .carrier import call_later, post, unreachable
-from .server import reason
+from .server import read_body, reason, request_headers
 
 logger = logging.getLogger(__name__)
 
@@ -469,15 +469,8 @@ def _error_answer(status: str, text: str) -> dict[str, Any]:
 
 
 def _read_request(environ: dict[str, Any]) -> FakeRequest:
-    length = int(environ.get("CONTENT_LENGTH") or 0)
-    raw = environ["wsgi.input"].read(length) if length else b""
-    headers = {
-        key[5:].replace("_", "-").lower(): value
-        for key, value in environ.items()
-        if key.startswith("HTTP_") and key != "HTTP_AUTHORIZATION"
-    }
-    if environ.get("CONTENT_TYPE"):
-        headers["content-type"] = environ["CONTENT_TYPE"]
+    raw = read_body(environ)
+    headers = request_headers(environ)
     form = {
         name: values[-1] for name, values in parse_qs(raw.decode(), keep_blank_values=True).items()
     }
