@@ -248,6 +248,30 @@ TWILIO_FAILED_CODES = ("30007", "30034", "21610")
 AWS_UNDELIVERED = ("TEXT_CARRIER_UNREACHABLE", "TEXT_UNREACHABLE", "TEXT_TTL_EXPIRED")
 AWS_REJECTED = ("TEXT_BLOCKED", "TEXT_CARRIER_BLOCKED", "TEXT_SPAM")
 
+#: How a message nobody converted ends, per provider: (upper bound of a uniform draw, the
+#: delivery status), in order; the last bound is 1.
+Outcomes = tuple[tuple[float, str], ...]
+TWILIO_NOT_CONVERTED: Outcomes = (
+    (0.70, Delivery.DELIVERED),
+    (0.78, Delivery.SENT),  # no receipt from the carrier
+    (0.92, Delivery.UNDELIVERED),
+    (1.0, Delivery.FAILED),
+)
+AWS_NOT_CONVERTED: Outcomes = (
+    (0.70, Delivery.DELIVERED),
+    (0.80, Delivery.SENT),
+    (0.90, Delivery.UNDELIVERED),
+    (0.95, Delivery.REJECTED),
+    (1.0, Delivery.FAILED),
+)
+SMS_NOT_CONVERTED: Outcomes = (
+    (0.70, Delivery.DELIVERED),
+    (0.78, Delivery.SENT),
+    (0.90, Delivery.UNDELIVERED),
+    (0.95, Delivery.REJECTED),
+    (1.0, Delivery.FAILED),
+)
+
 #: AWS returns TEXT_UNKNOWN when no final carrier event arrived within 72 hours.
 AWS_UNKNOWN_AFTER = 72 * 3600.0
 #: Share of conversions that come after the deadline (after the message expired).
@@ -519,6 +543,11 @@ _PLAIN_TYPES = frozenset(
 
 def _cumulative(weights: list[float]) -> list[float]:
     return list(accumulate(weights))
+
+
+def _pick(draw: float, outcomes: Outcomes) -> str:
+    """The outcome whose share holds ``draw`` (uniform in [0, 1))."""
+    return next(outcome for bound, outcome in outcomes if draw < bound)
 
 
 def _lognormal_clipped(
@@ -934,15 +963,7 @@ class _Generator:
         elif incident:
             outcome = Delivery.UNDELIVERED if draw < 0.75 else Delivery.DELIVERED
         else:
-            outcome = (
-                Delivery.DELIVERED
-                if draw < 0.70
-                else Delivery.SENT
-                if draw < 0.78
-                else Delivery.UNDELIVERED
-                if draw < 0.92
-                else Delivery.FAILED
-            )
+            outcome = _pick(draw, TWILIO_NOT_CONVERTED)
         if outcome == Delivery.FAILED:
             code = rng.choice(TWILIO_FAILED_CODES)
             path.append((handed, Delivery.FAILED, "failed", Source.WEBHOOK, {"error_code": code}))
@@ -969,17 +990,7 @@ class _Generator:
         if converted:
             outcome = Delivery.DELIVERED if draw < 0.94 else Delivery.SENT
         else:
-            outcome = (
-                Delivery.DELIVERED
-                if draw < 0.70
-                else Delivery.SENT
-                if draw < 0.80
-                else Delivery.UNDELIVERED
-                if draw < 0.90
-                else Delivery.REJECTED
-                if draw < 0.95
-                else Delivery.FAILED
-            )
+            outcome = _pick(draw, AWS_NOT_CONVERTED)
         if outcome == Delivery.FAILED:
             path.append((handed, Delivery.FAILED, "TEXT_INVALID", Source.WEBHOOK, {}))
             return path
@@ -1012,17 +1023,7 @@ class _Generator:
         if converted:
             outcome = Delivery.DELIVERED if draw < 0.95 else Delivery.SENT
         else:
-            outcome = (
-                Delivery.DELIVERED
-                if draw < 0.70
-                else Delivery.SENT
-                if draw < 0.78
-                else Delivery.UNDELIVERED
-                if draw < 0.90
-                else Delivery.REJECTED
-                if draw < 0.95
-                else Delivery.FAILED
-            )
+            outcome = _pick(draw, SMS_NOT_CONVERTED)
         if profile.sent is None and outcome == Delivery.SENT:
             outcome = Delivery.DELIVERED  # no intermediate step to stay at
         error = (
