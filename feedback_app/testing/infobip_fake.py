@@ -307,7 +307,7 @@ class InfobipFake:
                 status, payload = exc.status, exc.payload()
         if latency:
             time.sleep(latency)
-        return _respond(start_response, status, payload)
+        return json_response(start_response, status, payload)
 
     def _authenticate(self, environ: dict[str, Any], legacy: bool) -> None:
         scheme, _, key = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
@@ -472,10 +472,6 @@ def _read_request(environ: dict[str, Any], base_path: str) -> FakeRequest:
         headers=headers,
         auth_scheme=environ.get("HTTP_AUTHORIZATION", "").partition(" ")[0],
     )
-
-
-def _respond(start_response: Callable[..., Any], status: int, payload: Any) -> list[bytes]:
-    return json_response(start_response, status, payload)
 
 
 # -- the carrier, for the live demo -----------------------------------------------------------

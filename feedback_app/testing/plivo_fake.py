@@ -235,7 +235,7 @@ class PlivoFake:
                 status, payload = exc.status, {"api_id": _api_id(), "error": exc.error}
         if latency:
             time.sleep(latency)
-        return _respond(start_response, status, payload)
+        return json_response(start_response, status, payload)
 
     def _authenticate(self, environ: dict[str, Any], auth_id: str) -> None:
         username, password = _basic_auth(environ)
@@ -496,7 +496,3 @@ def _basic_auth(environ: dict[str, Any]) -> tuple[str, str]:
     except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
         return "", ""
     return username, password
-
-
-def _respond(start_response: Callable[..., Any], status: int, payload: Any) -> list[bytes]:
-    return json_response(start_response, status, payload)

@@ -278,7 +278,7 @@ class SinchFake:
                 self.requests.append(request or _read_request(environ, b""))
         if latency:
             time.sleep(latency)
-        return _respond(start_response, status, payload)
+        return json_response(start_response, status, payload)
 
     def _dispatch(self, environ: dict[str, Any], request: FakeRequest) -> tuple[int, Any]:
         if _TOKEN_ROUTE.fullmatch(request.path):
@@ -554,7 +554,3 @@ def _basic_auth(environ: dict[str, Any]) -> tuple[str, str]:
     except ValueError:
         return "", ""
     return username, password
-
-
-def _respond(start_response: Callable[..., Any], status: int, payload: Any) -> list[bytes]:
-    return json_response(start_response, status, payload)

@@ -308,7 +308,7 @@ class TelesignFake:
             )
         if latency:
             time.sleep(latency)
-        return _respond(start_response, status, payload)
+        return json_response(start_response, status, payload)
 
     def _authenticate(
         self, environ: dict[str, Any], method: str, content_type: str, body: bytes, resource: str
@@ -530,9 +530,3 @@ def _status_payload(transaction: FakeTransaction) -> dict[str, Any]:
         },
         "verify": {"code_state": "UNKNOWN", "code_entered": ""},
     }
-
-
-def _respond(
-    start_response: Callable[..., Any], status: int, payload: dict[str, Any]
-) -> list[bytes]:
-    return json_response(start_response, status, payload)

@@ -246,7 +246,7 @@ class TwilioFake:
                     content_type = "application/problem+json"
         if latency:
             time.sleep(latency)
-        return _respond(start_response, status, payload, content_type)
+        return json_response(start_response, status, payload, content_type=content_type)
 
     def _authenticate(self, environ: dict[str, Any]) -> None:
         username, password = _basic_auth(environ)
@@ -421,12 +421,3 @@ def _basic_auth(environ: dict[str, Any]) -> tuple[str, str]:
     except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
         return "", ""
     return username, password
-
-
-def _respond(
-    start_response: Callable[..., Any],
-    status: int,
-    payload: dict[str, Any],
-    content_type: str = "application/json",
-) -> list[bytes]:
-    return json_response(start_response, status, payload, content_type=content_type)
