@@ -696,30 +696,9 @@ class _Generator:
             provider_message_id = profile.message_id(self.ids.getrandbits(128))
             delivery = self._sms(profile, sent, converted)
 
-        # Only what has happened by now is history; the rest has not arrived yet.
-        status, raw, delivered_at, last_change = Delivery.QUEUED, "", None, sent
-        previous = ""
-        for at, to_value, provider_status, source, extra in delivery:
-            if at > now:
-                break
-            detail = {"provider_status": provider_status, **extra} if provider_status else extra
-            events.append(
-                dict(
-                    message_id=message_id,
-                    kind=EventKind.DELIVERY,
-                    from_value=previous,
-                    to_value=to_value,
-                    source=source,
-                    actor="",
-                    created_at=_dt(at),
-                    detail=detail,
-                )
-            )
-            previous = status = to_value
-            raw = provider_status
-            last_change = at
-            if to_value == Delivery.DELIVERED:
-                delivered_at = at
+        status, raw, delivered_at, last_change = self._delivery_events(
+            message_id, sent, delivery, events
+        )
         delivery_ok = status in (Delivery.DELIVERED, Delivery.SENT, Delivery.UNKNOWN)
 
         # Feedback: a list of (time, from, to, source, actor, detail) transitions.
@@ -823,6 +802,40 @@ class _Generator:
             )
         )
 
+    def _delivery_events(
+        self,
+        message_id: uuid.UUID,
+        sent: float,
+        path: list[tuple[float, str, str, str, dict]],
+        events: list[Row],
+    ) -> tuple[str, str, float | None, float]:
+        """Append the delivery events of ``path`` that have happened by now (the rest has not
+        arrived yet); the message's delivery status, raw status, delivered and last-change
+        times after them."""
+        status, raw, delivered_at, last_change = Delivery.QUEUED, "", None, sent
+        previous = ""
+        for at, to_value, provider_status, source, extra in path:
+            if at > self.now:
+                break
+            detail = {"provider_status": provider_status, **extra} if provider_status else extra
+            events.append(
+                dict(
+                    message_id=message_id,
+                    kind=EventKind.DELIVERY,
+                    from_value=previous,
+                    to_value=to_value,
+                    source=source,
+                    actor="",
+                    created_at=_dt(at),
+                    detail=detail,
+                )
+            )
+            previous = status = to_value
+            raw, last_change = provider_status, at
+            if to_value == Delivery.DELIVERED:
+                delivered_at = at
+        return status, raw, delivered_at, last_change
+
     # -- the pumping episode -----------------------------------------------------------------------
 
     def pumping_start(self, days: int) -> float:
@@ -844,29 +857,9 @@ class _Generator:
         for user in pumped:
             sent += rng.uniform(5.0, 20.0)
             message_id = uuid.UUID(int=self.ids.getrandbits(128), version=4)
-            status, raw, delivered_at, last_change, previous = Delivery.QUEUED, "", None, sent, ""
-            for at, to_value, provider_status, source, extra in self._twilio(
-                sent, sender, False, False
-            ):
-                if at > self.now:
-                    break
-                detail = {"provider_status": provider_status, **extra}
-                events.append(
-                    dict(
-                        message_id=message_id,
-                        kind=EventKind.DELIVERY,
-                        from_value=previous,
-                        to_value=to_value,
-                        source=source,
-                        actor="",
-                        created_at=_dt(at),
-                        detail=detail,
-                    )
-                )
-                previous = status = to_value
-                raw, last_change = provider_status, at
-                if to_value == Delivery.DELIVERED:
-                    delivered_at = at
+            status, raw, delivered_at, last_change = self._delivery_events(
+                message_id, sent, self._twilio(sent, sender, False, False), events
+            )
             feedback = Feedback.PENDING
             expired_at = sent + window + rng.uniform(0.5, 60.0)
             if expired_at <= self.now:
