@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import operator
 import os
 import platform
 import statistics
@@ -26,13 +27,30 @@ ROOT = Path(__file__).resolve().parent.parent
 OUTPUT = ROOT / "build" / "bench"
 
 
+_COMPARISONS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt}
+
+
+def target_met(value: float, target: str) -> bool:
+    """Whether ``value`` meets ``target``, written as an operator and a bound: ``">= 0.5"``."""
+    comparison, bound = target.split()
+    return _COMPARISONS[comparison](value, float(bound))
+
+
+def describe_target(value: float, target: str | None) -> str:
+    """``"target >= 0.5: met"``, for the tables; empty without a target."""
+    if not target:
+        return ""
+    return f"target {target}: {'met' if target_met(value, target) else 'NOT MET'}"
+
+
 @dataclass
 class Row:
-    """One measured figure."""
+    """One measured figure, with the issue's target for it if it has one."""
 
     measure: str
     value: float
     unit: str
+    target: str | None = None
 
 
 @dataclass
@@ -44,19 +62,29 @@ class Report:
     rows: list[Row] = field(default_factory=list)
     #: Ratio name -> subject / baseline.
     ratios: dict[str, float] = field(default_factory=dict)
+    #: Ratio name -> its target (``">= 0.5"``), for the ratios that have one.
+    targets: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
-    def add(self, measure: str, value: float, unit: str) -> None:
-        self.rows.append(Row(measure, value, unit))
+    def add(self, measure: str, value: float, unit: str, target: str | None = None) -> None:
+        self.rows.append(Row(measure, value, unit, target))
+
+    def ratio(self, name: str, value: float, target: str | None = None) -> None:
+        """Record subject / baseline; ``target`` e.g. ``">= 0.5"`` is printed beside it."""
+        self.ratios[name] = value
+        if target:
+            self.targets[name] = target
 
     def write(self) -> Path:
         """Print the table and write build/bench/<name>.json; returns the JSON path."""
         width = max([len(r.measure) for r in self.rows] + [len(k) for k in self.ratios] + [20])
         print(f"\n== {self.name}{' (quick)' if self.quick else ''}")
         for row in self.rows:
-            print(f"  {row.measure:<{width}}  {row.value:>12,.2f}  {row.unit}")
+            aside = describe_target(row.value, row.target)
+            print(f"  {row.measure:<{width}}  {row.value:>12,.2f}  {row.unit:<6} {aside}".rstrip())
         for name, ratio in self.ratios.items():
-            print(f"  {name:<{width}}  {ratio:>12.3f}  x")
+            aside = describe_target(ratio, self.targets.get(name))
+            print(f"  {name:<{width}}  {ratio:>12.3f}  {'x':<6} {aside}".rstrip())
         for note in self.notes:
             print(f"  note: {note}")
         OUTPUT.mkdir(parents=True, exist_ok=True)

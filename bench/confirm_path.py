@@ -55,7 +55,7 @@ def main() -> None:
         app_rate, raw_rate = common.median(rates["confirm()"]), common.median(rates["raw SQL"])
         report.add("confirm() calls/s (median of rounds)", app_rate, "calls/s")
         report.add("raw SQL floor (psycopg) transactions/s", raw_rate, "tx/s")
-        report.ratios["confirm() / raw SQL floor (throughput)"] = app_rate / raw_rate
+        report.ratio("confirm() / raw SQL floor (throughput)", app_rate / raw_rate, ">= 0.5")
 
         inline = inline_provider_latencies(inline_calls)
         confirm_ms = common.median(latencies) * 1000

@@ -78,7 +78,7 @@ def main() -> None:
         report.add("API confirm latency p50", common.median([p for _, p in results["API"]]), "ms")
         report.add("plain Django view, same SQL, requests/s", raw_rate, "req/s")
         report.add("plain view latency p50", common.median([p for _, p in results["RAW"]]), "ms")
-        report.ratios["API / plain view (requests/s)"] = api_rate / raw_rate
+        report.ratio("API / plain view (requests/s)", api_rate / raw_rate, ">= 0.6")
         report.notes.append(
             f"gunicorn {WORKERS} sync workers; wrk {THREADS} threads, {CONNECTIONS} connections, "
             f"{seconds} s per run, {rounds} run(s) per side alternating; the API also hands each "
