@@ -255,8 +255,11 @@ def test_a_provider_that_cannot_send_is_logged_and_the_login_page_shows_the_toke
     assert record.levelno == logging.ERROR and record.exc_info is None
     assert f"[{error.code}]" in record.getMessage() and "'locmem'" in record.getMessage()
     assert "+12015550123" not in caplog.text  # the provider's text, its number masked
+    # The token step says so, instead of "We sent you a text message".
+    assert "The text message could not be sent. Try again later" in response.text
+    assert "We sent you a text message" not in response.text
 
-    # No code arrived: what the user types gets the token form's usual error.
+    # What the user types anyway gets the token form's usual error.
     response = client.post(
         reverse("two_factor:login"),
         {"login_view-current_step": "token", "token-otp_token": "123456"},
@@ -314,3 +317,24 @@ def test_a_send_the_guard_refuses_is_logged_with_its_code_and_the_login_page_sho
     assert record.levelno == logging.WARNING
     assert "prefix_blocked" in record.getMessage()
     assert "+12015550123" not in caplog.text
+    assert "Text messages cannot be sent to this number at the moment" in response.text
+    assert "We sent you a text message" not in response.text
+
+
+def test_a_code_over_the_recipient_limit_says_when_to_try_again(client, settings, window_start):
+    make_device("ada")
+    settings.FEEDBACK_APP = {**settings.FEEDBACK_APP, "GUARD": {"RECIPIENT_LIMIT": [1, 600]}}
+    assert "We sent you a text message" in start_login(client, "ada").text
+    client.cookies.clear()  # a second login attempt, over the limit
+    response = start_login(client, "ada")
+    assert response.status_code == 200
+    assert Message.objects.count() == 1 and len(locmem.outbox) == 1
+    assert "Too many codes were requested for this number. Try again in " in response.text
+    assert "We sent you a text message" not in response.text
+
+
+def test_a_code_that_was_sent_is_announced_as_two_factor_does(client):
+    make_device("ada")
+    response = start_login(client, "ada")
+    assert "We sent you a text message" in response.text
+    assert "errornote" not in response.text

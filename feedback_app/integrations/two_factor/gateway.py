@@ -9,10 +9,11 @@ A code sent while the device's previous one is still pending is a resend: both a
 verification (keyed by the attempt's first message id), so confirming the latest supersedes the
 earlier ones (docs/verifications.md).
 
-A provider that cannot send (an outage, a refused number) is logged, not raised: two_factor's
-login view calls the gateway without catching anything, so an exception would be a 500 on the
-login page. The token step shows as usual, the code never arrives, and whatever the user types
-gets the token form's usual error; a backup token or another device still logs them in.
+A provider that cannot send (an outage, a refused number) or a send the guard refuses is logged,
+not raised: two_factor's login view calls the gateway without catching anything, so an exception
+would be a 500 on the login page. Instead the gateway leaves on the device (``NOT_SENT``) what
+to tell the user, which the token step's template shows in place of "we sent you a text message"
+(``feedback_app/two_factor/not_sent.html``); a backup token or another device still logs them in.
 
 ``user_verified`` is also sent when a "remember this browser" cookie
 (``TWO_FACTOR_REMEMBER_COOKIE_AGE``) skips the token step: nobody typed a code then, so nothing is
@@ -22,10 +23,13 @@ confirmed. The request tells the two apart: only the token step posts a token.
 from __future__ import annotations
 
 import logging
+import math
 import uuid
 from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from two_factor.views.core import LoginView
 
 from ... import services
@@ -44,6 +48,10 @@ logger = logging.getLogger(__name__)
 
 #: The ``Message.metadata`` key holding the django-otp ``persistent_id`` of the device.
 DEVICE_KEY = "otp_device"
+
+#: The device attribute that holds, when no code was sent, what to tell the user. two_factor's
+#: login view renders the token step with the very device instance the gateway was given.
+NOT_SENT = "feedback_app_not_sent"
 
 
 class Gateway:
@@ -90,6 +98,7 @@ class Gateway:
                 refusal.message,
                 wait,
             )
+            setattr(device, NOT_SENT, refused_text(refusal))
             return None
         except (ProviderError, ValidationError) as exc:
             # No traceback: error trackers record its frames' locals, the token and number.
@@ -101,7 +110,33 @@ class Gateway:
                 type(exc).__name__,
                 exc,
             )
+            setattr(
+                device,
+                NOT_SENT,
+                _(
+                    "The text message could not be sent. Try again later, or use a backup "
+                    "token or another method."
+                ),
+            )
             return None
+
+
+def refused_text(refusal: SendBlocked) -> str:
+    """What the login page tells a user whose code the guard refused: when to try again for a
+    rate limit; otherwise (a blocked prefix or country) that no text message can go there."""
+    if refusal.retry_after:
+        minutes = max(1, math.ceil(refusal.retry_after / 60))
+        return ngettext(
+            "Too many codes were requested for this number. Try again in %(minutes)d minute, "
+            "or use a backup token or another method.",
+            "Too many codes were requested for this number. Try again in %(minutes)d minutes, "
+            "or use a backup token or another method.",
+            minutes,
+        ) % {"minutes": minutes}
+    return _(
+        "Text messages cannot be sent to this number at the moment. Use a backup token or "
+        "another method."
+    )
 
 
 def _attempt(device: Device) -> tuple[uuid.UUID, str]:
