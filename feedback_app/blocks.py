@@ -125,6 +125,7 @@ def block(
     if not isinstance(reason, str) or not reason.strip():
         raise field_error("reason", _("Say why (it is shown in the admin)."), "required")
     with transaction.atomic():
+        _lock_value(kind, value)
         existing = (
             GuardBlock.objects.select_for_update()
             .filter(active_filter(now), kind=kind, value=value)
@@ -148,6 +149,21 @@ def block(
         transaction.on_commit(lambda: _send_robust(signals.guard_blocked, block=created))
     logger.warning("feedback_app: guard blocked %s %s: %s", kind, value, created.reason)
     return created, True
+
+
+def _lock_value(kind: str, value: str) -> None:
+    """Serialize the blocking of one value until the transaction ends, so two processes that
+    find the same pumped prefix at once create one block: ``select_for_update`` locks only a
+    block that exists. PostgreSQL: a transaction-level advisory lock on the value. SQLite has
+    one writer at a time: a second transaction that read before the first committed fails
+    (database is locked) rather than add a duplicate."""
+    connection = transaction.get_connection()
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                [f"feedback_app:block:{kind}:{value}"],
+            )
 
 
 def unblock(target: GuardBlock | int, *, actor: str = "") -> bool:

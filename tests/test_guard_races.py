@@ -1,4 +1,5 @@
-"""Concurrent sends at a guard limit never pass it (PostgreSQL + Redis, threads).
+"""Concurrent sends at a guard limit never pass it, and concurrent blocks of one prefix make one
+block (PostgreSQL + Redis, threads).
 
 Each thread has its own database connection and its own Redis connection; the counters are
 Redis INCRs, so whatever the interleaving exactly ``max`` sends go through.
@@ -15,9 +16,9 @@ from django.conf import settings
 from django.db import connection
 from django.test import override_settings
 
-from feedback_app import services
+from feedback_app import blocks, services
 from feedback_app.errors import SendBlocked
-from feedback_app.models import BlockedSend, Message
+from feedback_app.models import BlockedSend, GuardBlock, Message
 from feedback_app.providers import locmem
 
 pytestmark = [
@@ -88,3 +89,28 @@ def test_concurrent_sends_to_one_prefix_never_exceed_its_limit():
         sent, refused = send_together(numbers)
     assert sent == 7 == Message.objects.count()
     assert refused == ["prefix_rate"] * (THREADS - 7)
+
+
+def test_concurrent_blocks_of_one_prefix_create_one_block():
+    barrier = threading.Barrier(THREADS)
+    created, errors = [], []
+
+    def worker() -> None:
+        try:
+            barrier.wait(timeout=30)
+            block, was_created = blocks.block("prefix", "+2347", reason="pumping", actor="guard")
+            created.append((block.pk, was_created))
+        except BaseException as exc:  # reported in the test's thread
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors, errors
+    (block,) = GuardBlock.objects.filter(kind="prefix", value="+2347")
+    assert sorted(was_created for _, was_created in created) == [False] * (THREADS - 1) + [True]
+    assert {pk for pk, _ in created} == {block.pk}
