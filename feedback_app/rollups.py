@@ -5,14 +5,14 @@ A refresh recomputes, set-based (one ``INSERT ... SELECT ... GROUP BY``), the qu
 every hour of sending that holds a message updated since the last refresh: messages change
 after they are sent (delivery receipts, confirmations, expiry), so an hour is never final. Then,
 in the same transaction, those hours are added up again from their quarter hours, and the UTC
-days holding them from the hourly rows (one more ``INSERT ... SELECT ... GROUP BY`` each). A django-q2 schedule runs it every minute; reports read the
-messages of hours changed since, so they never wait for it.
+days holding them from the hourly rows (one more ``INSERT ... SELECT ... GROUP BY`` each). A
+django-q2 schedule runs it every minute; reports read the messages of hours changed since, so
+they never wait for it.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, NotSupportedError, connection, transaction
