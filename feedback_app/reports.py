@@ -722,6 +722,8 @@ class _Sums:
 
     counts: dict[str, int]
     maximum: float | None
+    #: The largest maximum of the rows taken off (local days; None: none taken off).
+    taken_off_maximum: float | None = None
 
     @classmethod
     def of(cls, row: Mapping[str, Any]) -> _Sums:
@@ -818,6 +820,7 @@ def _group_columns(groupings: Sequence[str | None]) -> list[str]:
 
 
 _SUMMED: tuple[str, ...] = (*_ROLLUP_COLUMNS, "confirm_seconds_max")
+_TAKEN_OFF_MAX = "taken_off_max"
 
 
 def _rollup_parts(
@@ -936,7 +939,9 @@ def _grouped_sql(
     quote = connection.ops.quote_name
     keys = _group_columns(groupings)
     key_columns = [quote(f"key_{by}") for by in keys]
-    uniform = [*(f"key_{by}" for by in keys), *_SUMMED]
+    # Parts taken off have their own maximum: whether it is the day's (see _local_day_sums).
+    summed = [*_SUMMED, *([_TAKEN_OFF_MAX] if any(part.sign < 0 for part in parts) else [])]
+    uniform = [*(f"key_{by}" for by in keys), *summed]
     selects, params = [], []
     for index, part in enumerate(parts):
         try:
@@ -952,8 +957,8 @@ def _grouped_sql(
         return None
     rows = " UNION ALL ".join(selects)
     sums = ", ".join(
-        f"MAX({quote(name)})" if name == "confirm_seconds_max" else f"SUM({quote(name)})"
-        for name in _SUMMED
+        f"SUM({quote(name)})" if name in _ROLLUP_COLUMNS else f"MAX({quote(name)})"
+        for name in summed
     )
     if connection.vendor == "postgresql" and keys:
         # GROUPING(key) is 0 in the rows grouped by that key, 1 in the others.
@@ -983,14 +988,20 @@ def _grouped_sql(
 
 def _part_column(part: _Part, name: str, connection: Any) -> str:
     """The SQL of column ``name`` of ``part``: its counters negated when the part is taken off,
-    and then no maximum (a maximum cannot be taken off: a local day keeps that of the UTC days
-    it is built from, an upper bound of its own)."""
+    and then its maximum apart, as ``taken_off_max`` (a maximum cannot be taken off: a local
+    day keeps that of the UTC days it is built from, see ``_local_day_sums``)."""
+    null = f"CAST(NULL AS {FloatField().db_type(connection)})"
+    taken_off = part.sign < 0
+    if name == _TAKEN_OFF_MAX:
+        if not taken_off:
+            return null
+        name = "confirm_seconds_max"
+    elif taken_off and name == "confirm_seconds_max":
+        return null
     column = _as_count(connection.ops.quote_name(part.columns[name]), name, connection.vendor)
-    if part.sign > 0 or name.startswith("key_"):
-        return column
-    if name == "confirm_seconds_max":
-        return f"CAST(NULL AS {FloatField().db_type(connection)})"
-    return f"-{column}"
+    if taken_off and name in _ROLLUP_COLUMNS:
+        return f"-{column}"
+    return column
 
 
 def _as_count(column: str, name: str, vendor: str) -> str:
@@ -1048,10 +1059,12 @@ def _run_grouped(
         for row in cursor.fetchall():
             by = wanted[row[0]]
             key = None if by is None else _key_value(by, row[1 + keys.index(by)])
-            values = dict(zip(_SUMMED, row[1 + len(keys) :], strict=True))
+            values = dict(zip(_SUMMED, row[1 + len(keys) :], strict=False))
             # PostgreSQL sums bigints as numeric (Decimal): counts are integers.
             counts = {name: int(values[name] or 0) for name in _ROLLUP_COLUMNS}
             sums = _Sums(counts, values["confirm_seconds_max"])
+            if len(row) > 1 + len(keys) + len(_SUMMED):
+                sums.taken_off_maximum = row[-1]
             found[by][key] = sums
     return found
 
@@ -1184,9 +1197,7 @@ def _split_range(
             messages.append((a, b))
             continue
         messages += [
-            piece
-            for piece in ((a, first_quarter), (last_quarter, b))
-            if piece[0] < piece[1]
+            piece for piece in ((a, first_quarter), (last_quarter, b)) if piece[0] < piece[1]
         ]
         first_hour, last_hour = _ceil_to(first_quarter, ONE_HOUR), _floor_to(last_quarter, ONE_HOUR)
         if first_hour >= last_hour:
@@ -1285,10 +1296,17 @@ def _local_day_sums(filters: ReportFilters, plan: _Plan) -> dict[Any, _Sums] | N
     if local is None:
         return None
     days = _local_day_read(filters, local, plan)
-    # A day something was taken off has the maximum time to confirm of its UTC days, which may
-    # lie in the part taken off. The maximum bounds the highest bucket of the histogram: where
-    # the median or p90 falls in it, read that day's own maximum from its rows.
-    exact = [day for day, sums in days.items() if day in local.trimmed and _maximum_matters(sums)]
+    # A day something was taken off has the maximum time to confirm of its UTC days, which is
+    # its own unless the part taken off holds it too. The maximum bounds the highest bucket of
+    # the histogram: where the median or p90 falls in it, read that day's own from its rows.
+    exact = [
+        day
+        for day, sums in days.items()
+        if sums.taken_off_maximum is not None
+        and sums.maximum is not None
+        and sums.taken_off_maximum >= sums.maximum
+        and _maximum_matters(sums)
+    ]
     if exact:
         whole = _LocalDays({}, [local.trimmed[day] for day in exact], [], {})
         for day, sums in _local_day_read(filters, whole, plan).items():
