@@ -120,7 +120,7 @@ FROM (
         FROM generate_series(1, %(size)s) AS n
     ) hashed
 ) drawn
-"""
+"""  # noqa: S608 - the arrays are constants of this module
 
 #: One verification per first message, its resend counted (the message after it, when seeded);
 #: converted when its first message was confirmed. Row by row from the first messages: no join
@@ -139,9 +139,9 @@ FROM feedback_app_message WHERE NOT resend
 def seed(cursor, size: int, days: int = 30) -> None:
     """Insert ``size`` messages over ``days`` and their verifications, set-based.
 
-    The indexes that back no constraint are dropped first and built again after, which
-    is several times faster than keeping them up to date row by row. Run it in a transaction. Delivery events and
-    provider calls are not written: the dashboard reads neither.
+    The indexes that back no constraint are dropped first and built again after, several times
+    faster than keeping them up to date row by row. Run it in a transaction. Delivery events
+    and provider calls are not written: the dashboard reads neither.
     """
     cursor.execute(
         "TRUNCATE feedback_app_message, feedback_app_messageevent, feedback_app_providercall, "
