@@ -201,14 +201,9 @@ class IdempotencyRecord(models.Model):
 CONFIRM_BUCKETS: tuple[int, ...] = (5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600)
 
 
-class HourlyRollup(models.Model):
-    """Pre-aggregated conversion counts of one UTC hour of sending and one combination of the
-    report's dimensions, so the dashboard reads thousands of rows instead of millions.
+class RollupCounts(models.Model):
+    """The dimensions and counts of a rollup row, whatever its time grain."""
 
-    Written only by ``rollups.refresh``, which recomputes whole hours.
-    """
-
-    hour = models.DateTimeField(_("hour"))
     provider = models.CharField(_("provider"), max_length=32)
     purpose = models.SlugField(_("purpose"), max_length=64)
     country = models.CharField(_("country"), max_length=2, blank=True)
@@ -244,6 +239,47 @@ class HourlyRollup(models.Model):
     confirm_seconds_max = models.FloatField(null=True, blank=True)
 
     class Meta:
+        abstract = True
+
+
+class QuarterHourRollup(RollupCounts):
+    """The conversion counts of 15 minutes of sending (UTC) and one combination of dimensions.
+
+    Every time zone in use today is offset from UTC by a multiple of 15 minutes, so each local
+    midnight is the start of one of these rows: a report's local days are the UTC days of
+    ``DailyRollup`` plus or minus these rows (and whole ``HourlyRollup`` hours) between each
+    UTC midnight and the local one (docs/dashboard.md). Written only by ``rollups.refresh``,
+    from the messages; the hourly rows are added up from these.
+    """
+
+    start = models.DateTimeField(_("start"))
+
+    class Meta:
+        verbose_name = _("quarter-hour rollup")
+        verbose_name_plural = _("quarter-hour rollups")
+        constraints = [
+            # Its index (start first) serves the reports' range reads.
+            models.UniqueConstraint(
+                fields=["start", "provider", "purpose", "country", "sender", "channel"],
+                name="feedback_app_rollup_quarter_dims",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.start:%Y-%m-%d %H:%M} {self.provider}/{self.purpose}/{self.country}"
+
+
+class HourlyRollup(RollupCounts):
+    """Pre-aggregated conversion counts of one UTC hour of sending and one combination of the
+    report's dimensions, so the dashboard reads thousands of rows instead of millions.
+
+    Written only by ``rollups.refresh``, which recomputes whole hours (from the
+    ``QuarterHourRollup`` rows).
+    """
+
+    hour = models.DateTimeField(_("hour"))
+
+    class Meta:
         verbose_name = _("hourly rollup")
         verbose_name_plural = _("hourly rollups")
         constraints = [
@@ -273,7 +309,7 @@ CONFIRM_BUCKET_FIELDS: tuple[str, ...] = (
 )
 
 
-class DailyRollup(models.Model):
+class DailyRollup(RollupCounts):
     """The ``HourlyRollup`` rows of one UTC day added up: same dimensions, counts and histogram.
 
     A 30-day report reads 30 rows per combination instead of 720. Written only by
@@ -282,39 +318,6 @@ class DailyRollup(models.Model):
     """
 
     day = models.DateField(_("day"))
-    provider = models.CharField(_("provider"), max_length=32)
-    purpose = models.SlugField(_("purpose"), max_length=64)
-    country = models.CharField(_("country"), max_length=2, blank=True)
-    sender = models.CharField(_("sender"), max_length=256, blank=True)
-    channel = models.CharField(_("channel"), max_length=16)
-    attempted = models.PositiveIntegerField(_("attempted"), default=0)
-    delivered_ok = models.PositiveIntegerField(_("delivered OK"), default=0)
-    confirmed = models.PositiveIntegerField(_("confirmed"), default=0)
-    confirmed_late = models.PositiveIntegerField(_("confirmed late"), default=0)
-    failed = models.PositiveIntegerField(_("failed"), default=0)
-    expired = models.PositiveIntegerField(_("expired"), default=0)
-    pending = models.PositiveIntegerField(_("pending"), default=0)
-    superseded = models.PositiveIntegerField(_("superseded"), default=0)
-    # Verifications, counted at their first message (its hour and dimensions).
-    verifications = models.PositiveIntegerField(_("verifications"), default=0)
-    verifications_converted = models.PositiveIntegerField(_("verifications converted"), default=0)
-    resends = models.PositiveIntegerField(_("resends"), default=0)
-    verifications_resent = models.PositiveIntegerField(_("verifications resent"), default=0)
-    # Confirmed messages per time-to-confirm bucket (see CONFIRM_BUCKETS): integer columns
-    # rather than an array, so every database sums them the same way.
-    confirm_lt_5s = models.PositiveIntegerField(default=0)
-    confirm_lt_10s = models.PositiveIntegerField(default=0)
-    confirm_lt_20s = models.PositiveIntegerField(default=0)
-    confirm_lt_30s = models.PositiveIntegerField(default=0)
-    confirm_lt_1m = models.PositiveIntegerField(default=0)
-    confirm_lt_2m = models.PositiveIntegerField(default=0)
-    confirm_lt_5m = models.PositiveIntegerField(default=0)
-    confirm_lt_10m = models.PositiveIntegerField(default=0)
-    confirm_lt_30m = models.PositiveIntegerField(default=0)
-    confirm_lt_1h = models.PositiveIntegerField(default=0)
-    confirm_ge_1h = models.PositiveIntegerField(default=0)
-    #: The longest time to confirm, which bounds the open last bucket.
-    confirm_seconds_max = models.FloatField(null=True, blank=True)
 
     class Meta:
         verbose_name = _("daily rollup")

@@ -19,15 +19,17 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, fields, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 
 from django.core.exceptions import EmptyResultSet
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import (
     Aggregate,
+    Case,
     CharField,
     Count,
+    DateField,
     DurationField,
     ExpressionWrapper,
     F,
@@ -39,6 +41,7 @@ from django.db.models import (
     QuerySet,
     Sum,
     Value,
+    When,
     Window,
 )
 from django.db.models.functions import Coalesce, RowNumber, TruncDate, TruncHour
@@ -52,6 +55,7 @@ from .models import (
     DailyRollup,
     HourlyRollup,
     Message,
+    QuarterHourRollup,
     RollupState,
 )
 from .states import DELIVERY_OK, Feedback
@@ -680,9 +684,17 @@ def _plan(
 
 
 def _plan_for(plan: _Plan, filters: ReportFilters, by: str | None) -> _Plan:
-    """``plan`` for a report by ``by``: hours split between two local days or hours are read
-    like changed ones, from the messages, so every figure comes the same way (histogram
-    percentiles) whatever the time zone."""
+    """``plan`` for a report by ``by``: hours split between two local hours are read like
+    changed ones, from the messages, so every figure comes the same way (histogram
+    percentiles) whatever the time zone. Local days are built by ``_local_day_sums`` (which
+    falls back to ``_with_split_hours`` in a zone it cannot serve)."""
+    if by == "day":
+        return plan
+    return _with_split_hours(plan, filters, by)
+
+
+def _with_split_hours(plan: _Plan, filters: ReportFilters, by: str | None) -> _Plan:
+    """``plan`` with the hours split between two groups of ``by`` read like changed ones."""
     split = split_hours(by, filters.sent_after, filters.sent_before, plan.db)
     if not split:
         return plan
@@ -710,6 +722,8 @@ class _Sums:
 
     counts: dict[str, int]
     maximum: float | None
+    #: The largest maximum of the rows taken off (local days; None: none taken off).
+    taken_off_maximum: float | None = None
 
     @classmethod
     def of(cls, row: Mapping[str, Any]) -> _Sums:
@@ -796,6 +810,9 @@ class _Part:
     queryset: QuerySet[Any]
     #: Uniform column name -> the queryset's output column (group key or counter).
     columns: dict[str, str]
+    #: -1: rows taken off (the counts negated, no maximum), as a local day does with the rows
+    #: between a UTC midnight and its own.
+    sign: int = 1
 
 
 def _group_columns(groupings: Sequence[str | None]) -> list[str]:
@@ -803,6 +820,7 @@ def _group_columns(groupings: Sequence[str | None]) -> list[str]:
 
 
 _SUMMED: tuple[str, ...] = (*_ROLLUP_COLUMNS, "confirm_seconds_max")
+_TAKEN_OFF_MAX = "taken_off_max"
 
 
 def _rollup_parts(
@@ -921,7 +939,9 @@ def _grouped_sql(
     quote = connection.ops.quote_name
     keys = _group_columns(groupings)
     key_columns = [quote(f"key_{by}") for by in keys]
-    uniform = [*(f"key_{by}" for by in keys), *_SUMMED]
+    # Parts taken off have their own maximum: whether it is the day's (see _local_day_sums).
+    summed = [*_SUMMED, *([_TAKEN_OFF_MAX] if any(part.sign < 0 for part in parts) else [])]
+    uniform = [*(f"key_{by}" for by in keys), *summed]
     selects, params = [], []
     for index, part in enumerate(parts):
         try:
@@ -929,8 +949,7 @@ def _grouped_sql(
         except EmptyResultSet:
             continue  # a part that can hold no row (e.g. no hour changed)
         columns = ", ".join(
-            f"{_as_count(quote(part.columns[name]), name, connection.vendor)} AS {quote(name)}"
-            for name in uniform
+            f"{_part_column(part, name, connection)} AS {quote(name)}" for name in uniform
         )
         selects.append(f"SELECT {columns} FROM ({sql}) {quote(f'part_{index}')}")  # noqa: S608
         params += part_params
@@ -938,8 +957,8 @@ def _grouped_sql(
         return None
     rows = " UNION ALL ".join(selects)
     sums = ", ".join(
-        f"MAX({quote(name)})" if name == "confirm_seconds_max" else f"SUM({quote(name)})"
-        for name in _SUMMED
+        f"SUM({quote(name)})" if name in _ROLLUP_COLUMNS else f"MAX({quote(name)})"
+        for name in summed
     )
     if connection.vendor == "postgresql" and keys:
         # GROUPING(key) is 0 in the rows grouped by that key, 1 in the others.
@@ -965,6 +984,24 @@ def _grouped_sql(
         group = f" GROUP BY {quote(f'key_{by}')}" if by is not None else ""
         selects.append(f"SELECT {columns}, {sums} FROM {quote('parts')}{group}")  # noqa: S608
     return f"WITH {quote('parts')} AS ({rows}) {' UNION ALL '.join(selects)}", params
+
+
+def _part_column(part: _Part, name: str, connection: Any) -> str:
+    """The SQL of column ``name`` of ``part``: its counters negated when the part is taken off,
+    and then its maximum apart, as ``taken_off_max`` (a maximum cannot be taken off: a local
+    day keeps that of the UTC days it is built from, see ``_local_day_sums``)."""
+    null = f"CAST(NULL AS {FloatField().db_type(connection)})"
+    taken_off = part.sign < 0
+    if name == _TAKEN_OFF_MAX:
+        if not taken_off:
+            return null
+        name = "confirm_seconds_max"
+    elif taken_off and name == "confirm_seconds_max":
+        return null
+    column = _as_count(connection.ops.quote_name(part.columns[name]), name, connection.vendor)
+    if taken_off and name in _ROLLUP_COLUMNS:
+        return f"-{column}"
+    return column
 
 
 def _as_count(column: str, name: str, vendor: str) -> str:
@@ -993,25 +1030,305 @@ def _key_value(by: str, value: Any) -> Any:
 def _grouped_sums(
     filters: ReportFilters, groupings: Sequence[str | None], plan: _Plan
 ) -> dict[str | None, dict[Any, _Sums]]:
-    """Sums per grouping and group key (key None for the grouping None), in one query."""
+    """Sums per grouping and group key (key None for the grouping None), in one query (two when
+    local days, not UTC days, are read apart by ``_local_day_sums``)."""
     wanted = list(dict.fromkeys(groupings))
-    keys = _group_columns(wanted)
+    if "day" in wanted and not _utc_days():
+        days = _local_day_sums(filters, plan)
+        if days is None:  # a zone whose midnights the quarter hours cannot give
+            plan = _with_split_hours(plan, filters, "day")
+        else:
+            others = [by for by in wanted if by != "day"]
+            found = _grouped_sums(filters, others, plan) if others else {}
+            return {**found, "day": days}
     statement = _grouped_sql(_rollup_parts(filters, wanted, plan), wanted, plan.db)
+    return _run_grouped(statement, wanted, plan.db)
+
+
+def _run_grouped(
+    statement: tuple[str, list[Any]] | None, wanted: list[str | None], db: str
+) -> dict[str | None, dict[Any, _Sums]]:
+    """Run a ``_grouped_sql`` statement: sums per grouping and group key."""
+    keys = _group_columns(wanted)
     found: dict[str | None, dict[Any, _Sums]] = {by: {} for by in wanted}
     if statement is None:
         return found
     sql, params = statement
-    with connections[plan.db].cursor() as cursor:
+    with connections[db].cursor() as cursor:
         cursor.execute(sql, params)
         for row in cursor.fetchall():
             by = wanted[row[0]]
             key = None if by is None else _key_value(by, row[1 + keys.index(by)])
-            values = dict(zip(_SUMMED, row[1 + len(keys) :], strict=True))
+            values = dict(zip(_SUMMED, row[1 + len(keys) :], strict=False))
             # PostgreSQL sums bigints as numeric (Decimal): counts are integers.
             counts = {name: int(values[name] or 0) for name in _ROLLUP_COLUMNS}
             sums = _Sums(counts, values["confirm_seconds_max"])
+            if len(row) > 1 + len(keys) + len(_SUMMED):
+                sums.taken_off_maximum = row[-1]
             found[by][key] = sums
     return found
+
+
+# -- local days --------------------------------------------------------------------------------
+
+QUARTER_HOUR = timedelta(minutes=15)
+ONE_HOUR = timedelta(hours=1)
+ONE_DAY = timedelta(days=1)
+_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def _floor_to(moment: datetime, step: timedelta) -> datetime:
+    """The start of the UTC ``step`` (15 minutes, an hour, a day) holding ``moment``."""
+    return _EPOCH + (moment - _EPOCH) // step * step
+
+
+def _ceil_to(moment: datetime, step: timedelta) -> datetime:
+    floor = _floor_to(moment, step)
+    return floor if floor == moment else floor + step
+
+
+def _nearest_day(moment: datetime) -> datetime:
+    """The UTC midnight nearest to ``moment``."""
+    return _floor_to(moment + ONE_DAY / 2, ONE_DAY)
+
+
+@dataclass(frozen=True)
+class _LocalDays:
+    """A time series by local day from the rollups: ``daily`` maps each UTC day read to the
+    local day it is counted in; each range of ``added`` is read under its own local day (the
+    rollup rows or messages in it); each range of ``taken_off`` lies in a UTC day read for the
+    local day given with it, but not in that local day, and is taken off it. ``trimmed``: the
+    local days something is taken off, with their range."""
+
+    daily: dict[date, date]
+    added: list[tuple[datetime, datetime]]
+    taken_off: list[tuple[datetime, datetime, date]]
+    trimmed: dict[date, tuple[datetime, datetime]]
+
+
+def _local_midnights(lower: datetime, upper: datetime) -> list[datetime] | None:
+    """The local midnights (current time zone) in ``[lower, upper)``, as UTC datetimes; None if
+    one does not start a UTC quarter hour (no zone in use today) or local days do not follow
+    one another there."""
+    zone = timezone.get_current_timezone()
+    midnights = []
+    day = lower.astimezone(zone).date()
+    while True:
+        # A midnight that does not exist (DST starting at 00:00) gives the moment of the change.
+        midnight = datetime.combine(day, time.min, tzinfo=zone).astimezone(UTC)
+        if midnight >= upper:
+            return midnights
+        day_before = (midnight - timedelta(microseconds=1)).astimezone(zone).date()
+        if midnight.astimezone(zone).date() != day or day_before != day - ONE_DAY:
+            return None
+        if _floor_to(midnight, QUARTER_HOUR) != midnight:
+            return None
+        if midnight >= lower:
+            midnights.append(midnight)
+        day += ONE_DAY
+
+
+def _local_days(
+    lower: datetime, upper: datetime, changed: list[tuple[datetime, datetime]]
+) -> _LocalDays | None:
+    """How to build the local days of ``[lower, upper)`` (None: not from the quarter hours).
+
+    A local day ``[start, end)`` is the UTC days from the UTC midnight nearest to its start to
+    the one nearest to its end, plus the rows from its start to that first UTC midnight if it
+    starts before it, minus the rows from that UTC midnight to its start if it starts after,
+    and the same at its end: at most 12 hours of hourly and quarter-hour rows at each end,
+    whatever the zone, DST days (23 or 25 hours) included. A partial day at an edge of the
+    range uses the next (previous) UTC midnight instead, so nothing is taken off at an edge
+    that is not a local midnight. A day whose UTC days hold an hour changed since the last
+    refresh (stale daily rows), or without a whole UTC day, is read whole from the hourly and
+    quarter-hour rows and the messages.
+    """
+    midnights = _local_midnights(lower, upper)
+    if midnights is None:
+        return None
+    zone = timezone.get_current_timezone()
+    daily: dict[date, date] = {}
+    added: list[tuple[datetime, datetime]] = []
+    taken_off: list[tuple[datetime, datetime, date]] = []
+    trimmed: dict[date, tuple[datetime, datetime]] = {}
+    bounds = list(dict.fromkeys([lower, *midnights, upper]))
+    for start, end in zip(bounds[:-1], bounds[1:], strict=True):
+        day = start.astimezone(zone).date()
+        first = _nearest_day(start) if start in midnights else _ceil_to(start, ONE_DAY)
+        last = _nearest_day(end) if end in midnights else _floor_to(end, ONE_DAY)
+        if first >= last or any(lo < last and hi > first for lo, hi in changed):
+            added.append((start, end))
+            continue
+        for n in range((last - first) // ONE_DAY):
+            daily[(first + n * ONE_DAY).date()] = day
+        if start < first:
+            added.append((start, first))
+        elif start > first:
+            taken_off.append((first, start, day))
+        if end > last:
+            added.append((last, end))
+        elif end < last:
+            taken_off.append((end, last, day))
+        if start > first or end < last:
+            trimmed[day] = (start, end)
+    return _LocalDays(daily, added, taken_off, trimmed)
+
+
+def _split_range(
+    start: datetime, end: datetime, changed: list[tuple[datetime, datetime]]
+) -> tuple[list[tuple[datetime, datetime]], ...]:
+    """``[start, end)`` as the ranges to read from the messages (the hours ``changed`` since
+    the last refresh, the bits that are not whole quarter hours), from the hourly rows (whole
+    hours) and from the quarter-hour rows (the rest)."""
+    messages, hours, quarters = [], [], []
+    pieces = [(start, end)]
+    for low, high in changed:
+        rest = []
+        for a, b in pieces:
+            if low < b and high > a:
+                messages.append((max(a, low), min(b, high)))
+                rest += [piece for piece in ((a, low), (high, b)) if piece[0] < piece[1]]
+            else:
+                rest.append((a, b))
+        pieces = rest
+    for a, b in pieces:
+        first_quarter, last_quarter = _ceil_to(a, QUARTER_HOUR), _floor_to(b, QUARTER_HOUR)
+        if first_quarter >= last_quarter:
+            messages.append((a, b))
+            continue
+        messages += [
+            piece for piece in ((a, first_quarter), (last_quarter, b)) if piece[0] < piece[1]
+        ]
+        first_hour, last_hour = _ceil_to(first_quarter, ONE_HOUR), _floor_to(last_quarter, ONE_HOUR)
+        if first_hour >= last_hour:
+            quarters.append((first_quarter, last_quarter))
+            continue
+        hours.append((first_hour, last_hour))
+        quarters += [
+            piece
+            for piece in ((first_quarter, first_hour), (last_hour, last_quarter))
+            if piece[0] < piece[1]
+        ]
+    return messages, hours, quarters
+
+
+def _summed_part(rows: QuerySet[Any], key: Any, sign: int = 1) -> _Part:
+    """Rollup rows added up per local day ``key`` (an expression)."""
+    summed = {f"sum_{c}": aggregate for c, aggregate in _sum_rollups().items()}
+    queryset = rows.order_by().annotate(key_day=key).values("key_day").annotate(**summed)
+    return _Part(queryset, {"key_day": "key_day", **{c: f"sum_{c}" for c in _SUMMED}}, sign)
+
+
+def _day_of_ranges(column: str, ranges: list[tuple[datetime, datetime, date]]) -> Case:
+    """The local day given with the range holding ``column``."""
+    whens = [
+        When(**{f"{column}__gte": start, f"{column}__lt": end}, then=Value(day))
+        for start, end, day in ranges
+    ]
+    return Case(*whens, output_field=DateField())
+
+
+def _local_day_parts(filters: ReportFilters, local: _LocalDays, plan: _Plan) -> list[_Part]:
+    """The rows (signed) that add up to the local days of ``local``."""
+    dimensions = {
+        name: getattr(filters, name)
+        for name in ROLLUP_DIMENSIONS
+        if getattr(filters, name) is not None
+    }
+    tables = {"hour": HourlyRollup, "start": QuarterHourRollup}
+    parts = []
+    if local.daily:
+        daily = DailyRollup.objects.using(plan.db).filter(day__in=list(local.daily), **dimensions)
+        whens = [When(day=utc, then=Value(day)) for utc, day in local.daily.items()]
+        parts.append(_summed_part(daily, Case(*whens, output_field=DateField())))
+    messages: list[tuple[datetime, datetime]] = []
+    added: dict[str, list[tuple[datetime, datetime]]] = {"hour": [], "start": []}
+    for start, end in local.added:
+        in_messages, hours, quarters = _split_range(start, end, plan.changed)
+        messages += in_messages
+        added["hour"] += hours
+        added["start"] += quarters
+    taken_off: dict[str, list[tuple[datetime, datetime, date]]] = {"hour": [], "start": []}
+    for start, end, day in local.taken_off:
+        # Whole quarter hours of unchanged days (see _local_days): nothing from the messages.
+        _, hours, quarters = _split_range(start, end, [])
+        taken_off["hour"] += [(a, b, day) for a, b in hours]
+        taken_off["start"] += [(a, b, day) for a, b in quarters]
+    for column, model in tables.items():
+        rows = model.objects.using(plan.db).filter(**dimensions)
+        if added[column]:
+            # Each row lies in one local day: its own.
+            parts.append(
+                _summed_part(rows.filter(in_hour_ranges(added[column], column)), TruncDate(column))
+            )
+        if taken_off[column]:
+            ranges = [(a, b) for a, b, _ in taken_off[column]]
+            parts.append(
+                _summed_part(
+                    rows.filter(in_hour_ranges(ranges, column)),
+                    _day_of_ranges(column, taken_off[column]),
+                    sign=-1,
+                )
+            )
+    if messages:
+        edges = replace(filters, sent_after=None, sent_before=None).apply(
+            Message.objects.using(plan.db)
+        )
+        parts.append(_messages_part(edges.filter(in_hour_ranges(messages, "sent_at")), ["day"]))
+    return parts
+
+
+def _local_day_sums(filters: ReportFilters, plan: _Plan) -> dict[Any, _Sums] | None:
+    """Sums per local day (the current time zone's) from the daily rows, plus or minus the
+    hourly and quarter-hour rows between UTC and local midnights (``_local_days``), in one
+    query. None in a zone whose midnights do not start a quarter hour."""
+    lower, upper = filters.sent_after, filters.sent_before
+    if lower is None or upper is None:
+        messages = Message.objects.using(plan.db)
+        oldest, newest = messages.aggregate(Min("sent_at"), Max("sent_at")).values()
+        if oldest is None:
+            return {}
+        lower = lower or oldest
+        upper = upper or newest + timedelta(microseconds=1)
+    if lower >= upper:
+        return {}
+    local = _local_days(lower, upper, plan.changed)
+    if local is None:
+        return None
+    days = _local_day_read(filters, local, plan)
+    # A day something was taken off has the maximum time to confirm of its UTC days, which is
+    # its own unless the part taken off holds it too. The maximum bounds the highest bucket of
+    # the histogram: where the median or p90 falls in it, read that day's own from its rows.
+    exact = [
+        day
+        for day, sums in days.items()
+        if sums.taken_off_maximum is not None
+        and sums.maximum is not None
+        and sums.taken_off_maximum >= sums.maximum
+        and _maximum_matters(sums)
+    ]
+    if exact:
+        whole = _LocalDays({}, [local.trimmed[day] for day in exact], [], {})
+        for day, sums in _local_day_read(filters, whole, plan).items():
+            days[day].maximum = sums.maximum
+    return days
+
+
+def _local_day_read(filters: ReportFilters, local: _LocalDays, plan: _Plan) -> dict[Any, _Sums]:
+    statement = _grouped_sql(_local_day_parts(filters, local, plan), ["day"], plan.db)
+    return _run_grouped(statement, ["day"], plan.db)["day"]
+
+
+def _maximum_matters(sums: _Sums) -> bool:
+    """Whether a percentile of ``sums`` falls in its highest non-empty bucket, the one the
+    maximum bounds (``histogram_percentile``)."""
+    counts = sums.histogram
+    size = sum(counts)
+    if not size:
+        return False
+    top = max(index for index, count in enumerate(counts) if count)
+    below = size - counts[top]
+    return any((size - 1) * n / d >= below for n, d in PERCENTILES.values())
 
 
 def _report_of(filters: ReportFilters, by: str | None, sums: dict[Any, _Sums]) -> Report:

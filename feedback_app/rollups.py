@@ -1,24 +1,33 @@
-"""Refresh ``HourlyRollup`` and ``DailyRollup``: the conversion counts per hour (and per day) and
-dimensions that reports read.
+"""Refresh ``QuarterHourRollup``, ``HourlyRollup`` and ``DailyRollup``: the conversion counts per
+15 minutes, hour and UTC day and dimensions that reports read.
 
-A refresh recomputes, set-based (one ``INSERT ... SELECT ... GROUP BY``), every hour of sending
-that holds a message updated since the last refresh: messages change after they are sent
-(delivery receipts, confirmations, expiry), so an hour is never final. Then, in the same
-transaction, the UTC days holding those hours are added up again from the hourly rows (one more
-``INSERT ... SELECT ... GROUP BY``). A django-q2 schedule runs it every minute; reports read the
-messages of hours changed since, so they never wait for it.
+A refresh recomputes, set-based (one ``INSERT ... SELECT ... GROUP BY``), the quarter hours of
+every hour of sending that holds a message updated since the last refresh: messages change
+after they are sent (delivery receipts, confirmations, expiry), so an hour is never final. Then,
+in the same transaction, those hours are added up again from their quarter hours, and the UTC
+days holding them from the hourly rows (one more ``INSERT ... SELECT ... GROUP BY`` each). A
+django-q2 schedule runs it every minute; reports read the messages of hours changed since, so
+they never wait for it.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, connection, transaction
-from django.db.models import F, Max, Model, QuerySet, Sum
+from django.db import DEFAULT_DB_ALIAS, NotSupportedError, connection, transaction
+from django.db.models import DateTimeField, F, Func, Max, Model, QuerySet, Sum
 from django.db.models.functions import TruncDate, TruncHour
 from django.utils import timezone
 
-from .models import CONFIRM_BUCKET_FIELDS, DailyRollup, HourlyRollup, Message, RollupState
+from .models import (
+    CONFIRM_BUCKET_FIELDS,
+    DailyRollup,
+    HourlyRollup,
+    Message,
+    QuarterHourRollup,
+    RollupState,
+)
 from .reports import (
     changed_hours,
     day_ranges,
@@ -54,6 +63,30 @@ _COUNTERS = (
 )
 
 
+class TruncQuarterHour(Func):
+    """The start of the UTC quarter hour (:00, :15, :30, :45) holding a datetime, in SQL."""
+
+    output_field = DateTimeField()
+
+    def as_sql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        raise NotSupportedError(f"quarter hours are not written for {connection.vendor}")
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        # date_bin (PostgreSQL 14+) counts 15-minute steps from a UTC midnight.
+        template = "date_bin('15 minutes', %(expressions)s, TIMESTAMPTZ '2000-01-01 00:00+00')"
+        return super().as_sql(compiler, connection, template=template, **extra)
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        # Datetimes are UTC text there: keep "YYYY-MM-DD HH:", floor the minutes to 15. A "%"
+        # is doubled once for the template, once for the backend's parameter style.
+        template = (
+            "(strftime('%%%%Y-%%%%m-%%%%d %%%%H:', %(expressions)s) "
+            "|| printf('%%%%02d', CAST(strftime('%%%%M', %(expressions)s) AS INTEGER) / 15 * 15)"
+            " || ':00')"
+        )
+        return super().as_sql(compiler, connection, template=template, **extra)
+
+
 def _insert_select(model: type[Model], select: QuerySet, renamed: dict[str, str]) -> int:
     """INSERT INTO ``model``'s table the rows of ``select`` (one INSERT ... SELECT).
 
@@ -73,32 +106,44 @@ def _insert_select(model: type[Model], select: QuerySet, renamed: dict[str, str]
         return cursor.rowcount
 
 
-def _insert_rollups(messages: QuerySet[Message]) -> int:
-    """INSERT the rollup rows of ``messages`` with one INSERT ... SELECT; returns the count."""
+def _insert_quarters(messages: QuerySet[Message]) -> int:
+    """INSERT the quarter-hour rows of ``messages`` with one INSERT ... SELECT; returns the
+    count."""
     select = with_rollup_aggregates(
-        messages, TruncHour("sent_at", tzinfo=UTC), *(F(name) for name in _DIMENSIONS)
+        messages, TruncQuarterHour("sent_at"), *(F(name) for name in _DIMENSIONS)
     )
-    # The SELECT's columns in order: group_0 is the hour, group_1.. the dimensions, then one
-    # aggregate per rollup column under the column's own name.
-    renamed = {"group_0": "hour", **{f"group_{i + 1}": name for i, name in enumerate(_DIMENSIONS)}}
-    return _insert_select(HourlyRollup, select, renamed)
+    # The SELECT's columns in order: group_0 is the quarter hour, group_1.. the dimensions,
+    # then one aggregate per rollup column under the column's own name.
+    renamed = {"group_0": "start", **{f"group_{i + 1}": name for i, name in enumerate(_DIMENSIONS)}}
+    return _insert_select(QuarterHourRollup, select, renamed)
+
+
+def _insert_hourly(quarters: QuerySet[QuarterHourRollup]) -> int:
+    """INSERT the hourly rows adding up ``quarters`` per UTC hour and dimensions."""
+    return _insert_sums(HourlyRollup, quarters, "hour", TruncHour("start", tzinfo=UTC))
 
 
 def _insert_daily(hourly: QuerySet[HourlyRollup]) -> int:
     """INSERT the daily rows adding up ``hourly`` per UTC day and dimensions; returns the count."""
+    return _insert_sums(DailyRollup, hourly, "day", TruncDate("hour", tzinfo=UTC))
+
+
+def _insert_sums(model: type[Model], rows: QuerySet[Any], time: str, period: Any) -> int:
+    """INSERT into ``model`` the ``rows`` added up per ``period`` (its ``time`` field) and
+    dimensions, with one INSERT ... SELECT; returns the count."""
     select = (
-        hourly.order_by()
-        .annotate(sum_day=TruncDate("hour", tzinfo=UTC))
-        .values("sum_day", *_DIMENSIONS)
+        rows.order_by()
+        .annotate(sum_period=period)
+        .values("sum_period", *_DIMENSIONS)
         .annotate(
             **{f"sum_{name}": Sum(name) for name in _COUNTERS},
             sum_confirm_seconds_max=Max("confirm_seconds_max"),
         )
     )
-    renamed = {"sum_day": "day"} | {
+    renamed = {"sum_period": time} | {
         f"sum_{name}": name for name in (*_COUNTERS, "confirm_seconds_max")
     }
-    return _insert_select(DailyRollup, select, renamed)
+    return _insert_select(model, select, renamed)
 
 
 def refresh(*, full: bool = False) -> int:
@@ -111,9 +156,11 @@ def refresh(*, full: bool = False) -> int:
     with transaction.atomic():
         state = RollupState.objects.select_for_update().filter(pk=1).first()
         if state is None or full:
+            QuarterHourRollup.objects.all().delete()
             HourlyRollup.objects.all().delete()
             DailyRollup.objects.all().delete()
-            _insert_rollups(Message.objects.all())
+            _insert_quarters(Message.objects.all())
+            _insert_hourly(QuarterHourRollup.objects.all())
             _insert_daily(HourlyRollup.objects.all())
             hours = None
         else:
@@ -155,11 +202,14 @@ def _count_hours(hours: list[tuple[datetime, datetime]]) -> int:
 
 
 def _recompute(hours: list[tuple[datetime, datetime]]) -> None:
-    """Recompute the hourly rows of ``hours`` (whole UTC hours), then the days holding them."""
+    """Recompute the quarter-hour and hourly rows of ``hours`` (whole UTC hours), then the days
+    holding them."""
     if not hours:
         return
+    QuarterHourRollup.objects.filter(in_hour_ranges(hours, "start")).delete()
+    _insert_quarters(Message.objects.filter(in_hour_ranges(hours, "sent_at")))
     HourlyRollup.objects.filter(in_hour_ranges(hours, "hour")).delete()
-    _insert_rollups(Message.objects.filter(in_hour_ranges(hours, "sent_at")))
+    _insert_hourly(QuarterHourRollup.objects.filter(in_hour_ranges(hours, "start")))
     days = day_ranges(hours)
     DailyRollup.objects.filter(
         day__in=[

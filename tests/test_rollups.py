@@ -12,7 +12,13 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from feedback_app import demo, retention, rollups, services
-from feedback_app.models import CONFIRM_BUCKETS, DailyRollup, HourlyRollup, ProviderCall
+from feedback_app.models import (
+    CONFIRM_BUCKETS,
+    DailyRollup,
+    HourlyRollup,
+    ProviderCall,
+    QuarterHourRollup,
+)
 from feedback_app.reports import (
     BREAKDOWNS,
     HOUR,
@@ -269,13 +275,13 @@ def test_changes_after_the_refresh_in_a_day_read_whole_count_at_once(history, cl
     assert counts(conversion_report().totals) == counts(conversion_report(source="raw").totals)
 
 
-def test_days_of_another_time_zone_do_not_use_daily_rollups(history, clock):
+def test_days_of_another_time_zone_are_utc_days_plus_or_minus_quarter_hours(history, clock):
     filters = ReportFilters(sent_after=history + timedelta(hours=2), sent_before=clock.now)
     with timezone.override("America/New_York"):
         raw = conversion_report(filters, "day", source="raw")
         with CaptureQueriesContext(connection) as queries:
             rolled = conversion_report(filters, "day", source="rollups")
-        assert not reads_daily(queries.captured_queries)
+        assert reads_daily(queries.captured_queries)
         assert [(row.key, counts(row.totals)) for row in rolled.rows] == [
             (row.key, counts(row.totals)) for row in raw.rows
         ]
@@ -302,11 +308,12 @@ def test_several_reports_read_together_give_the_numbers_of_each(history, clock, 
         with CaptureQueriesContext(connection) as queries:
             together = conversion_reports(filters, groupings)
         # The watermark, the hours changed since, then one grouped read; two when the time
-        # series cannot use the daily rollups: the breakdowns still read them, the series not.
+        # series is not UTC days: the series of hours from the hourly rows, local days from
+        # the daily rows plus or minus the hours to the local midnights.
         grouped = queries.captured_queries[2:]
         assert len(grouped) == reads
         assert reads_daily(grouped[:1])
-        assert not reads_daily(grouped[1:])
+        assert reads_daily(grouped[1:]) == (time == "day" and zone != "UTC")
         check_several_reports(filters, groupings, together)
 
 
@@ -348,7 +355,7 @@ def test_a_page_of_reads_shares_one_rollup_state(history):
     assert len(queries.captured_queries) == 2 + 3  # the state once, then one read each
 
 
-@pytest.mark.parametrize("zone", ["Asia/Kolkata", "Asia/Kathmandu"])
+@pytest.mark.parametrize("zone", ["Asia/Kolkata", "Asia/Kathmandu", "Pacific/Chatham"])
 @pytest.mark.parametrize("by", ["day", HOUR])
 def test_days_and_hours_of_a_zone_offset_by_a_fraction_of_an_hour_use_the_rollups(
     history, clock, zone, by
@@ -428,3 +435,102 @@ def test_a_purge_takes_the_deleted_messages_out_of_the_rollups(history, clock):
     ).exists()
     # The daily rows were added up again too.
     assert DailyRollup.objects.aggregate(n=Sum("attempted"))["n"] == after.attempted
+
+
+def reads_table(model, queries) -> bool:
+    return any(model._meta.db_table in query["sql"] for query in queries)
+
+
+def local_days_check(filters, zone: str) -> list:
+    """The series by local day from the rollups is the raw one, and each day's figures are
+    those of a report over that day alone (percentiles included). Returns the rows."""
+    with timezone.override(zone):
+        with CaptureQueriesContext(connection) as queries:
+            rolled = conversion_report(filters, "day", source="rollups")
+        raw = conversion_report(filters, "day", source="raw")
+        assert [(row.key, counts(row.totals)) for row in rolled.rows] == [
+            (row.key, counts(row.totals)) for row in raw.rows
+        ]
+        for row in rolled.rows:
+            start = timezone.make_aware(datetime.combine(row.key, datetime.min.time()))
+            end = timezone.make_aware(
+                datetime.combine(row.key + timedelta(days=1), datetime.min.time())
+            )
+            alone = conversion_report(
+                ReportFilters(
+                    sent_after=max(start, filters.sent_after),
+                    sent_before=min(end, filters.sent_before),
+                )
+            )
+            assert row.totals == alone.totals
+        assert rolled.totals == conversion_report(filters).totals
+    assert reads_daily(queries.captured_queries)
+    return rolled.rows
+
+
+@pytest.mark.parametrize(
+    "zone", ["Asia/Kolkata", "Asia/Kathmandu", "Pacific/Chatham", "America/New_York"]
+)
+def test_local_days_read_no_message_of_unchanged_hours(clock, zone):
+    """UTC days plus or minus quarter-hour rows: in a :30 or :45 zone too, the messages read are
+    only those of the partial quarter hours at the edges (none here: the range is aligned)."""
+    start = datetime(2026, 11, 20, 7, 15, tzinfo=UTC)
+    for index in range(4 * 24 * 4):  # every 15 minutes, plus 7, for four days
+        sent = start + timedelta(minutes=15 * index + 7)
+        message = make_message(sent_at=sent, to=NUMBERS[("US", "GB")[index % 2]])
+        if index % 3:
+            services.confirm(message, at=sent + timedelta(seconds=5 + 40 * (index % 50)))
+    clock.advance(minutes=10)
+    rollups.refresh(full=True)
+    filters = ReportFilters(sent_after=start, sent_before=start + timedelta(days=4))
+    with timezone.override(zone), CaptureQueriesContext(connection) as queries:
+        conversion_report(filters, "day", source="rollups")
+    series = [q["sql"] for q in queries.captured_queries if "key_day" in q["sql"]]
+    assert series and all("feedback_app_message" not in sql for sql in series)
+    rows = local_days_check(filters, zone)
+    assert sum(row.totals.attempted for row in rows) == 4 * 24 * 4
+    # The range starts and ends at :15: its partial hours come from the quarter-hour rows.
+    assert reads_table(QuarterHourRollup, queries.captured_queries)
+
+
+@pytest.mark.parametrize(
+    ("zone", "change"),
+    [
+        ("America/New_York", datetime(2026, 3, 8, 7, tzinfo=UTC)),  # 23-hour day
+        ("America/New_York", datetime(2026, 11, 1, 6, tzinfo=UTC)),  # 25-hour day
+        ("Pacific/Chatham", datetime(2026, 4, 4, 14, tzinfo=UTC)),  # +13:45 to +12:45
+        ("America/Santiago", datetime(2026, 9, 6, 4, tzinfo=UTC)),  # no local midnight
+    ],
+)
+def test_local_days_across_a_dst_change(clock, zone, change):
+    start = change - timedelta(days=2, minutes=50)
+    for index in range(4 * 24 * 2):  # every 30 minutes for four days, some confirmed late
+        sent = start + timedelta(minutes=30 * index + 11)
+        message = make_message(sent_at=sent, to=NUMBERS[("US", "DE")[index % 2]])
+        if index % 4:
+            services.confirm(message, at=sent + timedelta(seconds=3 + 97 * (index % 45)))
+    clock.advance(minutes=10)
+    rollups.refresh(full=True)
+    filters = ReportFilters(sent_after=start, sent_before=start + timedelta(days=4))
+    rows = local_days_check(filters, zone)
+    with timezone.override(zone):
+        midnights = [
+            timezone.make_aware(datetime.combine(row.key + timedelta(days=n), datetime.min.time()))
+            for row in rows
+            for n in (0, 1)
+        ]
+    # In UTC: aware datetimes of one zone subtract as wall times.
+    lengths = {
+        b.astimezone(UTC) - a.astimezone(UTC)
+        for a, b in zip(midnights[::2], midnights[1::2], strict=True)
+    }
+    assert lengths != {timedelta(days=1)}  # the range holds the change
+
+
+def test_local_days_with_hours_changed_since_the_refresh(history, clock):
+    """A day whose hours changed since the refresh is read from its hours and messages."""
+    make_message(sent_at=history + timedelta(hours=30, minutes=20))
+    make_message(sent_at=history + timedelta(hours=40, minutes=5))
+    filters = ReportFilters(sent_after=history, sent_before=clock.now)
+    for zone in ("Asia/Kolkata", "America/New_York", "Pacific/Chatham"):
+        local_days_check(filters, zone)
