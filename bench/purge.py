@@ -288,14 +288,15 @@ def bare_delete(before: datetime) -> dict[str, float]:
         )
         cursor.execute("ANALYZE gone")
         # Table names from the models' meta.
-        for statement in (  # noqa: S608
-            f"DELETE FROM {t['event']} WHERE message_id IN (SELECT id FROM gone)",
-            f"DELETE FROM {t['call']} WHERE message_id IN (SELECT id FROM gone)",
-            f"UPDATE {t['verification']} SET converting_message_id = NULL "
+        for statement in (
+            f"DELETE FROM {t['event']} WHERE message_id IN (SELECT id FROM gone)",  # noqa: S608
+            f"DELETE FROM {t['call']} WHERE message_id IN (SELECT id FROM gone)",  # noqa: S608
+            f"UPDATE {t['verification']} SET converting_message_id = NULL "  # noqa: S608
             "WHERE converting_message_id IN (SELECT id FROM gone)",
-            f"DELETE FROM {t['message']} WHERE id IN (SELECT id FROM gone)",
-            f"DELETE FROM {t['verification']} AS v WHERE id IN (SELECT verification_id FROM gone)"
-            f" AND NOT EXISTS (SELECT 1 FROM {t['message']} WHERE verification_id = v.id)",
+            f"DELETE FROM {t['message']} WHERE id IN (SELECT id FROM gone)",  # noqa: S608
+            f"DELETE FROM {t['verification']} AS v "  # noqa: S608
+            "WHERE id IN (SELECT verification_id FROM gone) AND NOT EXISTS "
+            f"(SELECT 1 FROM {t['message']} WHERE verification_id = v.id)",
         ):
             cursor.execute(statement)
     return {"seconds": time.perf_counter() - started}
