@@ -34,85 +34,95 @@ def main() -> None:
     args = common.parse_args(__doc__ or "")
     old = common.size(args.quick, 1_000_000, 50_000)
     recent = common.size(args.quick, 20_000, 2_000)
-    rounds = common.size(args.quick, 2, 1)
+    # A full round is two purges of 1,000,000 messages (10 to 20 minutes on 2 busy cores).
+    rounds = common.size(args.quick, 1, 2)
     report = common.Report("purge", args.quick)
     with common.bench_database("purge"):
-        from django.conf import settings
-        from django.db import connection, connections
+        from django.db import connection
 
-        from feedback_app import retention, rollups
+        from feedback_app import rollups
 
-        template = settings.DATABASES["default"]["NAME"]
-        copy = f"{template}_copy"
         started = time.perf_counter()
         seed(old, recent)
         rollups.refresh(full=True)
         with connection.cursor() as cursor:
             cursor.execute("VACUUM ANALYZE")
-        print(f"seeded in {time.perf_counter() - started:.0f} s")
-        before = retention.cutoff(90)
-        expected = survivors(before, after_purge=False)
+        print(f"seeded in {time.perf_counter() - started:.0f} s", flush=True)
+        measure(report, old, rounds)
+    report.write()
 
-        def on_copy(side: Callable[[datetime], dict[str, float]]) -> dict[str, float]:
-            """Run ``side`` on a fresh copy of the seeded database; check what is left."""
+
+def measure(report: common.Report, old: int, rounds: int) -> None:
+    """Purge and bare DELETE, ``rounds`` times each, on copies of the seeded database."""
+    from django.conf import settings
+    from django.db import connections
+
+    from feedback_app import retention
+
+    template = settings.DATABASES["default"]["NAME"]
+    copy = f"{template}_copy"
+    before = retention.cutoff(90)
+    expected = survivors(before, after_purge=False)
+
+    def on_copy(side: Callable[[datetime], dict[str, float]]) -> dict[str, float]:
+        """Run ``side`` on a fresh copy of the seeded database; check what is left."""
+        connections.close_all()
+        settings.DATABASES["default"]["NAME"] = template
+        with common._admin_connection(common.base_database_url()) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{copy}" WITH (FORCE)')
+            admin.execute(f'CREATE DATABASE "{copy}" TEMPLATE "{template}" STRATEGY FILE_COPY')
+        settings.DATABASES["default"]["NAME"] = copy
+        try:
+            writes = Writers()
+            with writes:
+                figures = side(before)
+            assert survivors(before) == expected, (survivors(before), expected)
+            figures |= writes.longest()
+            print(f"{side.__name__}: {figures}", flush=True)
+            return figures
+        finally:
             connections.close_all()
             settings.DATABASES["default"]["NAME"] = template
             with common._admin_connection(common.base_database_url()) as admin:
                 admin.execute(f'DROP DATABASE IF EXISTS "{copy}" WITH (FORCE)')
-                admin.execute(f'CREATE DATABASE "{copy}" TEMPLATE "{template}" STRATEGY FILE_COPY')
-            settings.DATABASES["default"]["NAME"] = copy
-            try:
-                writes = Writers()
-                with writes:
-                    figures = side(before)
-                assert survivors(before) == expected, (survivors(before), expected)
-                return {**figures, **writes.longest()}
-            finally:
-                connections.close_all()
-                settings.DATABASES["default"]["NAME"] = template
-                with common._admin_connection(common.base_database_url()) as admin:
-                    admin.execute(f'DROP DATABASE IF EXISTS "{copy}" WITH (FORCE)')
 
-        results: dict[str, list[dict[str, float]]] = {"purge": [], "bare": []}
-        for _ in range(rounds):
-            results["purge"].append(on_copy(app_purge))
-            results["bare"].append(on_copy(bare_delete))
+    results: dict[str, list[dict[str, float]]] = {"purge": [], "bare": []}
+    for _ in range(rounds):
+        results["purge"].append(on_copy(app_purge))
+        results["bare"].append(on_copy(bare_delete))
 
-        def median(side: str, key: str) -> float:
-            return common.median([r[key] for r in results[side]])
+    def median(side: str, key: str) -> float:
+        return common.median([r[key] for r in results[side]])
 
-        purge_s, bare_s = median("purge", "seconds"), median("bare", "seconds")
-        report.add(f"retention.purge(), {old:,} messages, batches of {BATCH_SIZE}", purge_s, "s")
+    purge_s, bare_s = median("purge", "seconds"), median("bare", "seconds")
+    report.add(f"retention.purge(), {old:,} messages, batches of {BATCH_SIZE}", purge_s, "s")
+    report.add(
+        "  of which rollups.recompute() of the deleted hours", median("purge", "rollups"), "s"
+    )
+    report.add("bare DELETE of the same rows, one transaction", bare_s, "s")
+    report.add("purge messages/s", old / purge_s, "msg/s")
+    report.add(
+        "longest purge batch (transaction)",
+        median("purge", "longest_batch") * 1000,
+        "ms",
+        "<= 1000",
+    )
+    report.add("purge batch p50", median("purge", "batch_p50") * 1000, "ms")
+    for side, label in (("purge", "during the purge"), ("bare", "during the bare DELETE")):
         report.add(
-            "  of which rollups.recompute() of the deleted hours", median("purge", "rollups"), "s"
-        )
-        report.add("bare DELETE of the same rows, one transaction", bare_s, "s")
-        report.add("purge messages/s", old / purge_s, "msg/s")
-        report.add(
-            "longest purge batch (transaction)",
-            median("purge", "longest_batch") * 1000,
+            f"longest track()+confirm() {label}",
+            median(side, "write") * 1000,
             "ms",
-            "<= 1000",
+            "<= 1000" if side == "purge" else None,
         )
-        report.add("purge batch p50", median("purge", "batch_p50") * 1000, "ms")
-        for side, label in (("purge", "during the purge"), ("bare", "during the bare DELETE")):
-            report.add(
-                f"longest track()+confirm() {label}",
-                median(side, "write") * 1000,
-                "ms",
-                "<= 1000" if side == "purge" else None,
-            )
-            report.add("  p50", median(side, "write_p50") * 1000, "ms")
-            report.add(f"longest rollups.refresh() {label}", median(side, "refresh") * 1000, "ms")
-        report.ratio("feedback_purge / bare DELETE (time)", purge_s / bare_s, "<= 2")
-        report.ratio(
-            "  without the rollups recompute", (purge_s - median("purge", "rollups")) / bare_s
-        )
-        report.notes.append(
-            f"{expected['messages']:,} messages survive each side (recent and open reports), "
-            "checked after every round"
-        )
-    report.write()
+        report.add("  p50", median(side, "write_p50") * 1000, "ms")
+        report.add(f"longest rollups.refresh() {label}", median(side, "refresh") * 1000, "ms")
+    report.ratio("feedback_purge / bare DELETE (time)", purge_s / bare_s, "<= 2")
+    report.ratio("  without the rollups recompute", (purge_s - median("purge", "rollups")) / bare_s)
+    report.notes.append(
+        f"{expected['messages']:,} messages survive each side (recent and open reports), "
+        "checked after every round"
+    )
 
 
 def _tables() -> dict[str, str]:
