@@ -1,10 +1,11 @@
 """Retention: deleting messages older than RETENTION_DAYS with their events and provider calls,
 and the guard's records of refused sends older than that.
 
-Deleted in chunks of primary keys, one short transaction each, so a purge of millions of rows
-never holds long locks, can be interrupted at any point, and a re-run simply continues. Each
-chunk recomputes the rollups of the hours it deleted from, in its own transaction, so the
-dashboard stops counting the deleted messages at once.
+Deleted in batches of the oldest messages, one short transaction each, so a purge of millions
+of rows never holds long locks, can be interrupted at any point, and a re-run simply continues.
+A batch reads its messages once and deletes from each table with one statement. Each batch
+recomputes the rollups of the hours it deleted from, in its own transaction, so the dashboard
+stops counting the deleted messages at once.
 """
 
 from __future__ import annotations
