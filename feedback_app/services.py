@@ -7,6 +7,7 @@ outbox row of the provider call it causes. Signals go out after commit.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import uuid
@@ -429,55 +430,61 @@ def _change_feedback(
     explicit_at = at is not None
     at = _aware(at, "at")
     lookup = _lookup(message, provider, provider_message_id)
+    connection = connections[router.db_for_write(Message)]
     while True:
-        with transaction.atomic():
-            # One read of the row per attempt: the state the compare-and-set below guards,
-            # and the fields the event, the report and the signal need.
-            msg = Message.objects.filter(**lookup).first()
-            if msg is None:
-                raise Message.DoesNotExist("Message matching query does not exist.")
-            if at < msg.sent_at:
-                if explicit_at:
-                    raise field_error(
-                        "at", _("This is before the message was sent."), "before_sent"
-                    )
-                at = msg.sent_at  # the provider's clock ran ahead of ours
-            converts = target == Feedback.CONFIRMED and msg.verification_id is not None
+        # One read of the row per attempt: the state the compare-and-set below guards, and the
+        # fields the event, the report and the signal need. Outside the transaction: the
+        # compare-and-set is what makes the change safe, not the read.
+        # No ORDER BY: a lookup finds one row at most, and first() would add one.
+        msg = next(iter(Message.objects.filter(**lookup).order_by()[:1]), None)
+        if msg is None:
+            raise Message.DoesNotExist("Message matching query does not exist.")
+        if at < msg.sent_at:
+            if explicit_at:
+                raise field_error("at", _("This is before the message was sent."), "before_sent")
+            at = msg.sent_at  # the provider's clock ran ahead of ours
+        current = msg.feedback
+        if not can_transition(current, target):
+            changed = False
+            break
+        converts = target == Feedback.CONFIRMED and msg.verification_id is not None
+        now = timezone.now()
+        updates: dict[str, Any] = {"feedback": target, "updated_at": now}
+        detail: dict[str, Any] = {}
+        if target == Feedback.CONFIRMED:
+            late = current in LATE_FROM or at > msg.feedback_deadline
+            updates.update(confirmed_at=at, confirmed_late=late)
+            detail = {"late": late}
+        event = MessageEvent(
+            message_id=msg.pk,
+            kind=EventKind.FEEDBACK,
+            from_value=current,
+            to_value=target,
+            source=source,
+            actor=actor_name(actor),
+            created_at=at,
+            detail=detail,
+        )
+        call = outbox.report_call(
+            msg, "confirmed" if target == Feedback.CONFIRMED else "failed", now
+        )
+        # On PostgreSQL the writes are one statement, atomic by itself, and BEGIN and COMMIT
+        # would be two more round trips; a conversion writes more and locks its verification.
+        one_statement = combined_writes.supported(connection) and not converts
+        with contextlib.nullcontext() if one_statement else transaction.atomic():
             if converts:
                 # Confirmations of one verification one after the other: the second one then
                 # finds its message superseded (PostgreSQL; SQLite writers are serialized).
                 Verification.objects.select_for_update().filter(pk=msg.verification_id).exists()
-            current = msg.feedback
-            if not can_transition(current, target):
-                changed = False
-                break
-            now = timezone.now()
-            updates: dict[str, Any] = {"feedback": target, "updated_at": now}
-            detail: dict[str, Any] = {}
-            if target == Feedback.CONFIRMED:
-                late = current in LATE_FROM or at > msg.feedback_deadline
-                updates.update(confirmed_at=at, confirmed_late=late)
-                detail = {"late": late}
-            event = MessageEvent(
-                message_id=msg.pk,
-                kind=EventKind.FEEDBACK,
-                from_value=current,
-                to_value=target,
-                source=source,
-                actor=actor_name(actor),
-                created_at=at,
-                detail=detail,
-            )
-            outcome = "confirmed" if target == Feedback.CONFIRMED else "failed"
-            call = outbox.report_call(msg, outcome, now)
-            # Compare-and-set: only if nobody moved the message since we read it.
-            # A pending message has made no report yet, so none can be open to supersede.
+            # Compare-and-set: only if nobody moved the message since we read it. A pending
+            # message has made no report yet, so none can be open to supersede.
             if not _write_feedback_change(
                 msg, current, updates, event, call, supersede=current != Feedback.PENDING
             ):
                 continue
             for field, value in updates.items():
                 setattr(msg, field, value)
+            # After the commit (at once when the statement committed by itself).
             if call is not None:
                 outbox.enqueue_on_commit(call)
             _on_commit_send(
@@ -485,8 +492,8 @@ def _change_feedback(
             )
             if converts:
                 _convert_verification(msg, at, now, source, actor)
-            changed = True
-            break
+        changed = True
+        break
     if isinstance(message, Message):
         _copy_fields(msg, message)  # the caller's instance shows what is stored now
     return changed
