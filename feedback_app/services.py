@@ -425,18 +425,22 @@ def _change_feedback(
     at: datetime | None,
     source: str,
     actor: object,
+    fresh: bool = False,
 ) -> bool:
     _check_source(source)
     explicit_at = at is not None
     at = _aware(at, "at")
     lookup = _lookup(message, provider, provider_message_id)
     connection = connections[router.db_for_write(Message)]
+    # A row the caller read just now stands for the first read (see confirm()).
+    known = message if fresh and isinstance(message, Message) else None
     while True:
         # One read of the row per attempt: the state the compare-and-set below guards, and the
         # fields the event, the report and the signal need. Outside the transaction: the
         # compare-and-set is what makes the change safe, not the read.
         # No ORDER BY: a lookup finds one row at most, and first() would add one.
-        msg = next(iter(Message.objects.filter(**lookup).order_by()[:1]), None)
+        msg = known or next(iter(Message.objects.filter(**lookup).order_by()[:1]), None)
+        known = None
         if msg is None:
             raise Message.DoesNotExist("Message matching query does not exist.")
         if at < msg.sent_at:
@@ -445,6 +449,8 @@ def _change_feedback(
             at = msg.sent_at  # the provider's clock ran ahead of ours
         current = msg.feedback
         if not can_transition(current, target):
+            if msg is message:
+                continue  # the caller's row said so: the database decides
             changed = False
             break
         converts = target == Feedback.CONFIRMED and msg.verification_id is not None
@@ -621,8 +627,14 @@ def confirm(
     at: datetime | None = None,
     source: str = Source.PYTHON,
     actor: object = None,
+    fresh: bool = False,
 ) -> bool:
-    """Record a conversion. True when this call confirmed the message; False if it already was."""
+    """Record a conversion. True when this call confirmed the message; False if it already was.
+
+    ``fresh=True``: ``message`` is a Message the caller read from the database just now (the
+    API's view did, through its queryset), so its state stands for the read this call would
+    make; the compare-and-set still checks it, and reads again if it no longer holds.
+    """
     return _change_feedback(
         Feedback.CONFIRMED,
         message,
@@ -631,6 +643,7 @@ def confirm(
         at=at,
         source=source,
         actor=actor,
+        fresh=fresh,
     )
 
 
@@ -642,8 +655,12 @@ def fail(
     at: datetime | None = None,
     source: str = Source.PYTHON,
     actor: object = None,
+    fresh: bool = False,
 ) -> bool:
-    """Record that the recipient did not use the message. True when this call made the change."""
+    """Record that the recipient did not use the message. True when this call made the change.
+
+    ``fresh``: as for ``confirm``.
+    """
     return _change_feedback(
         Feedback.FAILED,
         message,
@@ -652,6 +669,7 @@ def fail(
         at=at,
         source=source,
         actor=actor,
+        fresh=fresh,
     )
 
 
