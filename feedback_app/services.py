@@ -1,8 +1,9 @@
 """The only code that changes a message's state: track, send, confirm, fail, record_delivery,
 expire_overdue.
 
-Each change is one transaction: a compare-and-set UPDATE (the state guard), the event row, and the
-outbox row of the provider call it causes. Signals go out after commit.
+Each change is atomic: a compare-and-set UPDATE (the state guard), the event row, and the
+outbox row of the provider call it causes, in one transaction (for confirm and fail on
+PostgreSQL, one statement: ``combined_writes``). Signals go out after commit.
 """
 
 from __future__ import annotations
