@@ -10,7 +10,6 @@ the ORM's statements (``services._write_feedback_change``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from django.db import models
@@ -57,15 +56,15 @@ def change_with_rows(
     updates: dict[str, Any],
     rows: list[models.Model],
     returning: models.Model | None = None,
-    also: Callable[[str], tuple[str, list[Any]]] | None = None,
+    also: tuple[str, list[Any]] | None = None,
 ) -> bool:
     """``UPDATE`` ``instance``'s row with ``updates`` where it still matches ``guard`` (field
     name -> value), and only then INSERT each of ``rows`` and ``returning``, in one statement.
 
-    ``returning`` gets its new primary key. ``also(changed)`` gives one more statement and its
-    parameters, given the SQL of a subquery of the changed row's primary key (empty when the
-    UPDATE did not match): e.g. superseding the calls ``returning`` replaces, which it does not
-    see (each part of the statement sees the tables as they were). True when the UPDATE matched.
+    ``returning`` gets its new primary key. ``also`` is one more UPDATE (SQL ending in its
+    WHERE clause, and its parameters), run only when the UPDATE matched: e.g. superseding the
+    calls ``returning`` replaces, which it does not see (each part of the statement sees the
+    tables as they were). True when the UPDATE matched.
     """
     model = type(instance)
     quote = connection.ops.quote_name
@@ -86,8 +85,8 @@ def change_with_rows(
         queries.append(f"row_{index} AS ({sql})")
         params += row_params
     if also is not None:
-        sql, extra = also(f"(SELECT {pk_column} FROM changed)")  # noqa: S608 - names only
-        queries.append(f"also_ AS ({sql})")
+        sql, extra = also
+        queries.append(f"also_ AS ({sql} AND EXISTS (SELECT 1 FROM changed))")  # noqa: S608
         params += extra
     result = "NULL"
     if returning is not None:

@@ -18,7 +18,6 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connections, router, transaction
-from django.db.models.expressions import RawSQL
 from django.db.models.sql import UpdateQuery
 from django.dispatch import Signal
 from django.utils import timezone
@@ -524,10 +523,6 @@ def _write_feedback_change(
     """
     connection = connections[router.db_for_write(Message)]
     if combined_writes.supported(connection):
-
-        def superseding(changed: str) -> tuple[str, list[Any]]:
-            return _supersede_sql(changed, updates["updated_at"], connection)
-
         return combined_writes.change_with_rows(
             connection,
             msg,
@@ -535,7 +530,9 @@ def _write_feedback_change(
             updates=updates,
             rows=[event],
             returning=call,
-            also=superseding if supersede and call is not None else None,
+            also=_supersede_sql(msg, updates["updated_at"], connection)
+            if supersede and call is not None
+            else None,
         )
     if not Message.objects.filter(pk=msg.pk, feedback=current).update(**updates):
         return False
@@ -549,11 +546,9 @@ def _write_feedback_change(
     return True
 
 
-def _supersede_sql(changed: str, now: datetime, connection: Any) -> tuple[str, list[Any]]:
-    """The UPDATE superseding ``outbox.open_reports`` of the message the SQL ``changed``
-    selects, at ``now``."""
-    # ``changed`` is SQL this module built from quoted names, with no value in it.
-    query = outbox.open_reports(RawSQL(changed, ())).query.chain(UpdateQuery)  # noqa: S611
+def _supersede_sql(msg: Message, now: datetime, connection: Any) -> tuple[str, list[Any]]:
+    """The UPDATE superseding ``outbox.open_reports`` of ``msg`` at ``now``, as SQL."""
+    query = outbox.open_reports(msg.pk).query.chain(UpdateQuery)
     query.add_update_values({"state": CallState.SUPERSEDED, "completed_at": now})
     sql, params = query.get_compiler(connection=connection).as_sql()
     return sql, list(params)
