@@ -41,6 +41,19 @@ def add_report(
     message are superseded: only the latest outcome matters to the provider. ``supersede=False``
     skips that UPDATE when the caller knows the message has none.
     """
+    call = report_call(message, outcome, now)
+    if call is None:
+        return None
+    if supersede:
+        open_reports(message.pk).update(state=CallState.SUPERSEDED, completed_at=now)
+    call.save(force_insert=True)
+    enqueue_on_commit(call)
+    return call
+
+
+def report_call(message: Message, outcome: str, now: datetime) -> ProviderCall | None:
+    """The unsaved call that reports ``outcome`` for ``message``; None when its provider takes
+    no such report (or it asked for none)."""
     if not message.feedback_requested:
         return None
     try:
@@ -49,11 +62,7 @@ def add_report(
         return None
     if outcome not in provider.reports:
         return None
-    if supersede:
-        ProviderCall.objects.filter(
-            message=message, operation=Operation.REPORT_FEEDBACK, state=CallState.PENDING
-        ).update(state=CallState.SUPERSEDED, completed_at=now)
-    call = ProviderCall.objects.create(
+    return ProviderCall(
         message=message,
         provider=message.provider,
         operation=Operation.REPORT_FEEDBACK,
@@ -61,8 +70,17 @@ def add_report(
         next_attempt_at=now,
         created_at=now,
     )
+
+
+def open_reports(message_pk: object) -> QuerySet[ProviderCall]:
+    """The message's reports still waiting: a newer outcome supersedes them."""
+    return ProviderCall.objects.filter(
+        message_id=message_pk, operation=Operation.REPORT_FEEDBACK, state=CallState.PENDING
+    )
+
+
+def enqueue_on_commit(call: ProviderCall) -> None:
     transaction.on_commit(lambda: enqueue([call.pk]))
-    return call
 
 
 def report_superseded(message: Message, now: datetime) -> ProviderCall | None:

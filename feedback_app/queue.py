@@ -178,6 +178,11 @@ def _django_q_packages(batches: list[list[int]]) -> list[str]:
 
 def _push_redis(broker: Any, packages: list[str]) -> int:
     """All packages in one round trip: RPUSHes of many values each, in one pipeline."""
+    if len(packages) == 1:
+        # A confirmation's one task: a pipeline would only add its own work to the RPUSH.
+        broker.connection.rpush(broker.list_key, *packages)
+        logger.debug("feedback_app: enqueued %d tasks on %s", len(packages), broker.list_key)
+        return len(packages)
     pipeline = broker.connection.pipeline(transaction=False)
     for start in range(0, len(packages), _REDIS_CHUNK):
         pipeline.rpush(broker.list_key, *packages[start : start + _REDIS_CHUNK])

@@ -1,12 +1,14 @@
 """The only code that changes a message's state: track, send, confirm, fail, record_delivery,
 expire_overdue.
 
-Each change is one transaction: a compare-and-set UPDATE (the state guard), the event row, and the
-outbox row of the provider call it causes. Signals go out after commit.
+Each change is atomic: a compare-and-set UPDATE (the state guard), the event row, and the
+outbox row of the provider call it causes, in one transaction (for confirm and fail on
+PostgreSQL, one statement: ``combined_writes``). Signals go out after commit.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import uuid
@@ -15,21 +17,23 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connections, router, transaction
+from django.db.models.sql import UpdateQuery
 from django.dispatch import Signal
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from . import guard, outbox, signals, verifications
+from . import combined_writes, guard, outbox, signals, verifications
 from .conf import app_settings, feedback_window
 from .errors import field_error
 from .expiry import expire_batch
-from .models import Message, MessageEvent, Verification
+from .models import Message, MessageEvent, ProviderCall, Verification
 from .providers.base import get_provider, provider_keys
 from .recipients import Recipient, parse_recipient
 from .states import (
     DELIVERY_RANK,
     LATE_FROM,
+    CallState,
     Channel,
     Delivery,
     EventKind,
@@ -421,72 +425,133 @@ def _change_feedback(
     at: datetime | None,
     source: str,
     actor: object,
+    fresh: bool = False,
 ) -> bool:
     _check_source(source)
     explicit_at = at is not None
     at = _aware(at, "at")
     lookup = _lookup(message, provider, provider_message_id)
+    connection = connections[router.db_for_write(Message)]
+    # A row the caller read just now stands for the first read (see confirm()).
+    known = message if fresh and isinstance(message, Message) else None
     while True:
-        with transaction.atomic():
-            # One read of the row per attempt: the state the compare-and-set below guards,
-            # and the fields the event, the report and the signal need.
-            msg = Message.objects.filter(**lookup).first()
-            if msg is None:
-                raise Message.DoesNotExist("Message matching query does not exist.")
-            if at < msg.sent_at:
-                if explicit_at:
-                    raise field_error(
-                        "at", _("This is before the message was sent."), "before_sent"
-                    )
-                at = msg.sent_at  # the provider's clock ran ahead of ours
-            converts = target == Feedback.CONFIRMED and msg.verification_id is not None
+        # One read of the row per attempt: the state the compare-and-set below guards, and the
+        # fields the event, the report and the signal need. Outside the transaction: the
+        # compare-and-set is what makes the change safe, not the read.
+        # No ORDER BY: a lookup finds one row at most, and first() would add one.
+        msg = known or next(iter(Message.objects.filter(**lookup).order_by()[:1]), None)
+        known = None
+        if msg is None:
+            raise Message.DoesNotExist("Message matching query does not exist.")
+        if at < msg.sent_at:
+            if explicit_at:
+                raise field_error("at", _("This is before the message was sent."), "before_sent")
+            at = msg.sent_at  # the provider's clock ran ahead of ours
+        current = msg.feedback
+        if not can_transition(current, target):
+            if msg is message:
+                continue  # the caller's row said so: the database decides
+            changed = False
+            break
+        converts = target == Feedback.CONFIRMED and msg.verification_id is not None
+        now = timezone.now()
+        updates: dict[str, Any] = {"feedback": target, "updated_at": now}
+        detail: dict[str, Any] = {}
+        if target == Feedback.CONFIRMED:
+            late = current in LATE_FROM or at > msg.feedback_deadline
+            updates.update(confirmed_at=at, confirmed_late=late)
+            detail = {"late": late}
+        event = MessageEvent(
+            message_id=msg.pk,
+            kind=EventKind.FEEDBACK,
+            from_value=current,
+            to_value=target,
+            source=source,
+            actor=actor_name(actor),
+            created_at=at,
+            detail=detail,
+        )
+        call = outbox.report_call(
+            msg, "confirmed" if target == Feedback.CONFIRMED else "failed", now
+        )
+        # On PostgreSQL the writes are one statement, atomic by itself, and BEGIN and COMMIT
+        # would be two more round trips; a conversion writes more and locks its verification.
+        one_statement = combined_writes.supported(connection) and not converts
+        with contextlib.nullcontext() if one_statement else transaction.atomic():
             if converts:
                 # Confirmations of one verification one after the other: the second one then
                 # finds its message superseded (PostgreSQL; SQLite writers are serialized).
                 Verification.objects.select_for_update().filter(pk=msg.verification_id).exists()
-            current = msg.feedback
-            if not can_transition(current, target):
-                changed = False
-                break
-            now = timezone.now()
-            updates: dict[str, Any] = {"feedback": target, "updated_at": now}
-            detail: dict[str, Any] = {}
-            if target == Feedback.CONFIRMED:
-                late = current in LATE_FROM or at > msg.feedback_deadline
-                updates.update(confirmed_at=at, confirmed_late=late)
-                detail = {"late": late}
-            # Compare-and-set: only if nobody moved the message since we read it.
-            if not Message.objects.filter(pk=msg.pk, feedback=current).update(**updates):
+            # Compare-and-set: only if nobody moved the message since we read it. A pending
+            # message has made no report yet, so none can be open to supersede.
+            if not _write_feedback_change(
+                msg, current, updates, event, call, supersede=current != Feedback.PENDING
+            ):
                 continue
             for field, value in updates.items():
                 setattr(msg, field, value)
-            MessageEvent.objects.create(
-                message_id=msg.pk,
-                kind=EventKind.FEEDBACK,
-                from_value=current,
-                to_value=target,
-                source=source,
-                actor=actor_name(actor),
-                created_at=at,
-                detail=detail,
-            )
-            outbox.add_report(
-                msg,
-                "confirmed" if target == Feedback.CONFIRMED else "failed",
-                now,
-                # A pending message has made no report yet, so none can be open.
-                supersede=current != Feedback.PENDING,
-            )
+            # After the commit (at once when the statement committed by itself).
+            if call is not None:
+                outbox.enqueue_on_commit(call)
             _on_commit_send(
                 signals.feedback_changed, message=msg, old=current, new=target, source=source
             )
             if converts:
                 _convert_verification(msg, at, now, source, actor)
-            changed = True
-            break
+        changed = True
+        break
     if isinstance(message, Message):
         _copy_fields(msg, message)  # the caller's instance shows what is stored now
     return changed
+
+
+def _write_feedback_change(
+    msg: Message,
+    current: str,
+    updates: dict[str, Any],
+    event: MessageEvent,
+    call: ProviderCall | None,
+    *,
+    supersede: bool,
+) -> bool:
+    """The compare-and-set UPDATE of ``msg`` from ``current``, then (only if it matched) the
+    event, the superseding of the reports still open when ``supersede``, and the outbox
+    ``call``. True when the UPDATE matched.
+
+    One statement on PostgreSQL (``combined_writes``), where a round trip costs more than the
+    ORM's work; the ORM's statements one by one elsewhere.
+    """
+    connection = connections[router.db_for_write(Message)]
+    if combined_writes.supported(connection):
+        return combined_writes.change_with_rows(
+            connection,
+            msg,
+            guard={"feedback": current},
+            updates=updates,
+            rows=[event],
+            returning=call,
+            also=_supersede_sql(msg, updates["updated_at"], connection)
+            if supersede and call is not None
+            else None,
+        )
+    if not Message.objects.filter(pk=msg.pk, feedback=current).update(**updates):
+        return False
+    event.save(force_insert=True)
+    if call is not None:
+        if supersede:
+            outbox.open_reports(msg.pk).update(
+                state=CallState.SUPERSEDED, completed_at=updates["updated_at"]
+            )
+        call.save(force_insert=True)
+    return True
+
+
+def _supersede_sql(msg: Message, now: datetime, connection: Any) -> tuple[str, list[Any]]:
+    """The UPDATE superseding ``outbox.open_reports`` of ``msg`` at ``now``, as SQL."""
+    query = outbox.open_reports(msg.pk).query.chain(UpdateQuery)
+    query.add_update_values({"state": CallState.SUPERSEDED, "completed_at": now})
+    sql, params = query.get_compiler(connection=connection).as_sql()
+    return sql, list(params)
 
 
 #: The states a message leaves for ``superseded`` when another message of its verification is
@@ -558,8 +623,14 @@ def confirm(
     at: datetime | None = None,
     source: str = Source.PYTHON,
     actor: object = None,
+    fresh: bool = False,
 ) -> bool:
-    """Record a conversion. True when this call confirmed the message; False if it already was."""
+    """Record a conversion. True when this call confirmed the message; False if it already was.
+
+    ``fresh=True``: ``message`` is a Message the caller read from the database just now (the
+    API's view did, through its queryset), so its state stands for the read this call would
+    make; the compare-and-set still checks it, and reads again if it no longer holds.
+    """
     return _change_feedback(
         Feedback.CONFIRMED,
         message,
@@ -568,6 +639,7 @@ def confirm(
         at=at,
         source=source,
         actor=actor,
+        fresh=fresh,
     )
 
 
@@ -579,8 +651,12 @@ def fail(
     at: datetime | None = None,
     source: str = Source.PYTHON,
     actor: object = None,
+    fresh: bool = False,
 ) -> bool:
-    """Record that the recipient did not use the message. True when this call made the change."""
+    """Record that the recipient did not use the message. True when this call made the change.
+
+    ``fresh``: as for ``confirm``.
+    """
     return _change_feedback(
         Feedback.FAILED,
         message,
@@ -589,6 +665,7 @@ def fail(
         at=at,
         source=source,
         actor=actor,
+        fresh=fresh,
     )
 
 

@@ -204,6 +204,22 @@ def test_the_redis_broker_gets_a_batch_in_one_pipeline(django_q_broker, monkeypa
 
 
 @pytest.mark.django_q
+@pytest.mark.redis
+def test_the_redis_broker_gets_one_task_in_one_rpush(django_q_broker, monkeypatch, settings):
+    monkeypatch.setattr(django_q_broker, "ORM", None)
+    settings.FEEDBACK_APP = {**settings.FEEDBACK_APP, "DJANGO_Q_CLUSTER": "feedback_one_test"}
+    broker = queue.get_broker()
+    broker.delete_queue()
+    try:
+        assert queue.enqueue([7]) == 1
+        assert broker.queue_size() == 1
+        task = unpack(broker.dequeue()[0][1])
+        assert (task["func"], task["args"]) == (queue.DJANGO_Q_DELIVER, (7,))
+    finally:
+        broker.delete_queue()
+
+
+@pytest.mark.django_q
 def test_a_redis_broker_that_is_down_leaves_the_batch_to_the_sweep(
     django_q_broker, monkeypatch, settings, caplog, django_capture_on_commit_callbacks
 ):

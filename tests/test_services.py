@@ -229,6 +229,43 @@ def test_confirmed_is_final():
     assert message.feedback == Feedback.CONFIRMED
 
 
+def test_confirm_fresh_takes_the_callers_row_for_its_read():
+    message, other = make_message(), make_message()
+    with CaptureQueriesContext(connection) as rereading:
+        assert services.confirm(other) is True
+    row = Message.objects.get(pk=message.pk)
+    with CaptureQueriesContext(connection) as fresh:
+        assert services.confirm(row, fresh=True) is True
+    assert len(fresh) == len(rereading) - 1
+    assert row.feedback == Feedback.CONFIRMED
+    assert ProviderCall.objects.filter(message=message).count() == 1
+
+
+def test_confirm_fresh_with_a_row_gone_stale_reads_again_and_changes_once():
+    message = make_message()
+    stale = Message.objects.get(pk=message.pk)
+    services.fail(message)  # another caller, after this one's read
+
+    assert services.confirm(stale, fresh=True) is True
+    assert stale.feedback == Feedback.CONFIRMED
+    assert stale.confirmed_late is True  # from failed, as the database said, not pending
+    events = MessageEvent.objects.filter(message=message, kind=EventKind.FEEDBACK)
+    assert [(e.from_value, e.to_value) for e in events] == [
+        ("pending", "failed"),
+        ("failed", "confirmed"),
+    ]
+
+
+def test_confirm_fresh_when_the_row_allows_no_change_the_database_decides():
+    message = make_message()
+    row = Message.objects.get(pk=message.pk)
+    row.feedback = Feedback.CONFIRMED  # what the caller's row says, not what is stored
+
+    assert services.confirm(row, fresh=True) is True
+    assert services.confirm(message, fresh=True) is False  # confirmed (stored) is final
+    assert MessageEvent.objects.filter(message=message, kind=EventKind.FEEDBACK).count() == 1
+
+
 def test_expire_overdue_moves_only_overdue_pending_messages():
     now = timezone.now()
     overdue = [make_message(sent_at=now - timedelta(hours=1)) for _ in range(3)]

@@ -214,7 +214,11 @@ class MessageViewSet(FeedbackAPIView, GenericViewSet):
         params.is_valid(raise_exception=True)
         message = self.get_object()
         changed = services.confirm(
-            message, at=params.validated_data.get("at"), source=Source.API, actor=request.user
+            message,
+            at=params.validated_data.get("at"),
+            source=Source.API,
+            actor=request.user,
+            fresh=True,  # get_object() just read it: no second read
         )
         return self._transition_response(message, changed)
 
@@ -239,7 +243,11 @@ class MessageViewSet(FeedbackAPIView, GenericViewSet):
         params.is_valid(raise_exception=True)
         message = self.get_object()
         changed = services.fail(
-            message, at=params.validated_data.get("at"), source=Source.API, actor=request.user
+            message,
+            at=params.validated_data.get("at"),
+            source=Source.API,
+            actor=request.user,
+            fresh=True,  # get_object() just read it: no second read
         )
         return self._transition_response(message, changed)
 
@@ -270,7 +278,7 @@ class MessageViewSet(FeedbackAPIView, GenericViewSet):
             provider_message_id=data["provider_message_id"],
         )
         changed = services.confirm(
-            message, at=data.get("at"), source=Source.API, actor=request.user
+            message, at=data.get("at"), source=Source.API, actor=request.user, fresh=True
         )
         return self._transition_response(message, changed)
 
@@ -311,7 +319,7 @@ class ConfirmTokenView(FeedbackAPIView, APIView):
             ) from exc
         except InvalidToken as exc:
             raise InvalidConfirmationToken(code=exc.code) from exc
-        changed = services.confirm(message, source=Source.API, actor="token")
+        changed = services.confirm(message, source=Source.API, actor="token", fresh=True)
         data = {"changed": changed, "message": message}
         return Response(serializers.TokenConfirmationSerializer(data).data)
 

@@ -12,7 +12,6 @@ import psycopg
 import pytest
 from django.contrib.auth.models import Permission, User
 from django.db import DatabaseError, connection
-from django.db.models.signals import pre_save
 from rest_framework.authtoken.models import Token
 
 from feedback_app import services
@@ -34,21 +33,27 @@ def terminate_this_backend() -> None:
 
 @pytest.fixture
 def kill_before_saving() -> Iterator[Callable[[type], None]]:
-    """``kill_before_saving(Model)``: the connection dies just before the next row of Model is
-    written, after the same transaction's earlier writes."""
-    receivers = []
+    """``kill_before_saving(Model)``: the connection dies just before the next statement that
+    writes a row of Model is sent, after the same transaction's earlier statements.
+
+    On PostgreSQL a state change writes its event and outbox call in the statement of its
+    UPDATE (feedback_app/combined_writes.py): killed before it, nothing of it was written.
+    """
+    armed: list[str] = []
 
     def arm(model: type) -> None:
-        def receiver(**kwargs: object) -> None:
-            pre_save.disconnect(receiver, sender=model)
-            terminate_this_backend()
+        armed.append(f"INSERT INTO {connection.ops.quote_name(model._meta.db_table)}")
 
-        receivers.append((receiver, model))
-        pre_save.connect(receiver, sender=model, weak=False)
+    def kill_first(execute: Callable, sql: str, *args: object) -> object:
+        for insert in armed:
+            if insert in sql:
+                armed.remove(insert)
+                terminate_this_backend()
+                break
+        return execute(sql, *args)
 
-    yield arm
-    for receiver, model in receivers:
-        pre_save.disconnect(receiver, sender=model)
+    with connection.execute_wrapper(kill_first):
+        yield arm
 
 
 def reconnect() -> None:
@@ -69,7 +74,7 @@ def test_killed_between_the_message_and_its_event_tracks_nothing(kill_before_sav
 def test_killed_between_the_event_and_the_outbox_call_confirms_nothing(kill_before_saving):
     message = make_message()
     events_before = MessageEvent.objects.count()
-    kill_before_saving(ProviderCall)  # injected: after the UPDATE and the event, before the call
+    kill_before_saving(ProviderCall)  # injected: after the read, before the call is written
 
     with pytest.raises(DatabaseError):
         services.confirm(message.pk)
