@@ -259,12 +259,12 @@ def check_applied(expected: dict[str, dict[str, str]]) -> None:
 
     for prefix, finals in expected.items():
         rows = Message.objects.filter(provider_message_id__startswith=prefix).annotate(
-            events=Count("events", filter=Q(events__kind="delivery"))
+            delivery_events=Count("events", filter=Q(events__kind="delivery"))
         )
         found = {
             pid: (status, events)
             for pid, status, events in rows.values_list(
-                "provider_message_id", "delivery_status", "events"
+                "provider_message_id", "delivery_status", "delivery_events"
             )
         }
         wrong = [pid for pid, final in finals.items() if found.get(pid) != (final, 1)]
