@@ -36,14 +36,14 @@ function init(args)
   signature_header = args[4]
   base_headers = {["Content-Type"] = args[3]}
   if args[5] ~= "-" then base_headers["Authorization"] = args[5] end
-  position = 0
   answered = 0
 end
 
+-- The line to send is the first unanswered one: wrk calls request() once more than it sends
+-- (in the first thread, before it starts), so counting calls would skip a line.
 function request()
-  if position == 0 then started = now() end
-  position = position + 1
-  local item = lines[position] or lines[#lines]
+  if started == nil then started = now() end
+  local item = lines[answered + 1] or lines[#lines]
   -- wrk.format takes these headers instead of wrk.headers, not besides them.
   local headers = {}
   for name, value in pairs(base_headers) do headers[name] = value end
