@@ -57,7 +57,7 @@ lint: $(VENV)/.installed
 # build/bench/<name>.json; then one summary of every ratio with its target beside it (exit 1 if
 # one is not met). QUICK=1: smaller sizes.
 QUICK ?=
-BENCHMARKS := confirm_path http_confirm expiry provider_reporting ingest dashboard guard purge
+BENCHMARKS := confirm_path http_confirm expiry provider_reporting ingest webhooks dashboard guard purge
 bench: $(VENV)/.installed
 	@case "$$DATABASE_URL" in postgres://*|postgresql://*) ;; \
 		*) echo "make bench: set DATABASE_URL=postgres://... (the figures are PostgreSQL's)" >&2; \

@@ -693,13 +693,22 @@ def record_delivery(
     _check_source(source)
     at = _aware(at, "at")
     msg = get_message(message, provider=provider, provider_message_id=provider_message_id)
+    # First from the message as it was read (a webhook has just read it), which saves reading it
+    # again when that settles the matter: delivery statuses only rise, so a status at or above
+    # ``status`` leaves nothing to apply (unless it may be refined, which needs the stored
+    # provider status), and one below is taken up by the compare-and-set UPDATE, which fails
+    # if the row moved since, and then the loop reads it.
+    known: tuple[str, str] | None = (msg.delivery_status, msg.provider_status)
+    if DELIVERY_RANK.get(known[0], 0) == DELIVERY_RANK[status] and supersedes:
+        known = None
     while True:
         with transaction.atomic():
-            row = (
+            row = known or (
                 Message.objects.filter(pk=msg.pk)
                 .values_list("delivery_status", "provider_status")
                 .first()
             )
+            known = None
             if row is None:
                 raise Message.DoesNotExist
             current, current_provider_status = row

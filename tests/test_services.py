@@ -407,3 +407,46 @@ def test_a_provider_clock_ahead_of_ours_never_gives_a_negative_time_to_confirm()
     message = make_message(sent_at=timezone.now() + timedelta(seconds=30))
     assert services.confirm(message) is True
     assert message.confirmed_at >= message.sent_at
+
+
+def test_record_delivery_from_a_stale_message_applies_only_what_the_stored_status_allows():
+    message = make_message(provider="locmem", provider_message_id="stale-1")
+    stale = Message.objects.get(pk=message.pk)
+    assert services.record_delivery(message, Delivery.DELIVERED, provider_status="delivered")
+
+    # The stale copy still says "sent": its UPDATE finds the row moved, and the stored
+    # "delivered" wins over a lower status.
+    assert stale.delivery_status != Delivery.DELIVERED
+    assert not services.record_delivery(stale, Delivery.UNDELIVERED, provider_status="undelivered")
+    message.refresh_from_db()
+    assert message.delivery_status == Delivery.DELIVERED
+    transitions = message.events.filter(kind=EventKind.DELIVERY).exclude(from_value="")
+    assert list(transitions.values_list("to_value", flat=True)) == [Delivery.DELIVERED]
+
+
+def test_record_delivery_of_a_just_read_message_reads_it_no_second_time():
+    message = make_message(provider="locmem", provider_message_id="fresh-1")
+    fresh = Message.objects.get(pk=message.pk)
+    table = Message._meta.db_table
+    with CaptureQueriesContext(connection) as queries:
+        assert services.record_delivery(fresh, Delivery.DELIVERED, provider_status="delivered")
+        assert not services.record_delivery(fresh, Delivery.SENT, provider_status="sent")
+    selects = [q["sql"] for q in queries if q["sql"].startswith("SELECT") and table in q["sql"]]
+    assert selects == []
+
+
+def test_record_delivery_of_a_refinement_reads_the_stored_provider_status():
+    message = make_message(provider="locmem", provider_message_id="refine-1")
+    stale = Message.objects.get(pk=message.pk)
+    services.record_delivery(message, Delivery.DELIVERED, provider_status="TEXT_SUCCESSFUL")
+    stale.delivery_status, stale.provider_status = Delivery.DELIVERED, "something else"
+
+    assert not services.record_delivery(
+        stale,
+        Delivery.DELIVERED,
+        provider_status="TEXT_DELIVERED",
+        supersedes={"TEXT_SUCCESSFUL"},
+    )
+    message.refresh_from_db()
+    assert message.provider_status == "TEXT_DELIVERED"
+    assert message.events.filter(kind=EventKind.PROVIDER).count() == 1

@@ -79,13 +79,15 @@ def find_message(provider: str, update: StatusUpdate) -> Message | None:
     return message
 
 
-def apply_update(provider: str, update: StatusUpdate) -> bool:
+def apply_update(provider: str, update: StatusUpdate, message: Message | None = None) -> bool:
     """Record a status update through ``services``; True when the delivery status changed.
 
+    ``message``: the one ``find_message`` just found for it, if the caller looked it up already.
     A message the app has no row for is ignored: not sent through the app, purged, or sent so
     recently that its row is not committed yet (docs/webhooks.md, "Early events").
     """
-    message = find_message(provider, update)
+    if message is None:
+        message = find_message(provider, update)
     if message is None:
         logger.info("feedback_app: %s webhook for an unknown message, ignored", provider)
         return False
@@ -139,8 +141,12 @@ class WebhookView(View):
                 response[name] = value
             return response
         for update in updates:
-            apply_update(key, update)
+            self.apply(key, update)
         return self.success_response()
+
+    def apply(self, provider: str, update: StatusUpdate) -> None:
+        """Apply one parsed update; a view that found its message already passes it on."""
+        apply_update(provider, update)
 
     def validate_request(self, request: HttpRequest, provider: str, config: dict[str, Any]) -> None:
         """Raise ``WebhookError`` unless the request provably comes from the provider."""

@@ -34,7 +34,7 @@ from ..models import Message
 from ..providers.base import StatusUpdate
 from ..states import Delivery
 from . import subscriptions
-from .base import WebhookError, WebhookView, find_message, json_body
+from .base import WebhookError, WebhookView, apply_update, find_message, json_body
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +107,8 @@ class SnsWebhookView(WebhookView):
     envelope: dict[str, Any]
     #: Cache key of this SNS MessageId, marked seen once the request was handled.
     seen_key: str | None = None
+    #: The message the event is about, once looked up (``awaits_commit`` needs it first).
+    message: Message | None = None
 
     def post(self, request: HttpRequest, provider: str | None = None) -> HttpResponse:
         response = super().post(request, provider)
@@ -155,8 +157,11 @@ class SnsWebhookView(WebhookView):
         envelope = self.envelope
         kind = envelope["Type"]
         update = parse_event(envelope["Message"]) if kind == "Notification" else None
+        if update is not None:
+            # Looked up once, for the check below and for ``apply``.
+            self.message = find_message(provider, update)
         # Before the MessageId counts as seen: SNS's next delivery must be handled.
-        if update is not None and awaits_commit(provider, update, envelope):
+        if update is not None and awaits_commit(update, envelope, self.message):
             raise WebhookError(
                 503, f"message {update.message_id} is not recorded yet; SNS will deliver it again"
             )
@@ -176,6 +181,12 @@ class SnsWebhookView(WebhookView):
         if update is None:
             return []
         return [replace(update, detail={**update.detail, "sns_message_id": envelope["MessageId"]})]
+
+    def apply(self, provider: str, update: StatusUpdate) -> None:
+        if self.message is None:
+            logger.info("feedback_app: %s webhook for an unknown message, ignored", provider)
+            return
+        apply_update(provider, update, self.message)
 
     # Deduplication on the SNS MessageId, in the cache rather than in MessageEvent rows: a
     # duplicate is already harmless to the state (record_delivery applies only a status that
@@ -289,15 +300,14 @@ def dev_certificate_urls(provider: str, config: dict[str, Any]) -> list[str]:
     return [prefixes] if isinstance(prefixes, str) else list(prefixes)
 
 
-def awaits_commit(provider: str, update: StatusUpdate, envelope: dict[str, Any]) -> bool:
+def awaits_commit(update: StatusUpdate, envelope: dict[str, Any], found: Message | None) -> bool:
     """True for a recent event about a message we sent (its ``context`` names our id) whose row
-    is not there yet: ``send`` is still recording it. Such an event is asked for again."""
-    if not update.message_id:
+    is not there yet (``found``: what ``find_message`` found for it): ``send`` is still
+    recording it. Such an event is asked for again."""
+    if found is not None or not update.message_id:
         return False
     at = update.at or _from_iso(envelope.get("Timestamp"))
     if at is None or abs((timezone.now() - at).total_seconds()) > UNCOMMITTED_GRACE:
-        return False
-    if find_message(provider, update) is not None:
         return False
     # A row under another provider key is not one still being written.
     return not Message.objects.filter(pk=update.message_id).exists()

@@ -27,6 +27,7 @@ from django.contrib.auth.models import Permission
 from django.core.cache import cache
 from django.core.handlers.wsgi import WSGIHandler
 from django.db import connections
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 from moto import mock_aws
@@ -1384,3 +1385,16 @@ def test_motos_signing_certificate_is_issued_to_sns_and_verifies(moto_sns):
 
     assert sns_signature.certificate_names(certificate) == ["sns.amazonaws.com"]
     sns_signature.verify(body)
+
+
+def test_a_notification_reads_its_message_once(post, signer, message):
+    # The uncommitted-row check and the update share one lookup (the event names our id).
+    record = event(message.provider_message_id, context={"feedback_app_id": str(message.pk)})
+    body = signer.sign(notification(record))
+    table = Message._meta.db_table
+    with CaptureQueriesContext(connections["default"]) as queries:
+        assert post(body).status_code == 200
+    selects = [q["sql"] for q in queries if q["sql"].startswith("SELECT") and table in q["sql"]]
+    assert len(selects) == 1
+    message.refresh_from_db()
+    assert message.delivery_status == Delivery.DELIVERED

@@ -14,7 +14,9 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import pytest
+from django.db import connection
 from django.http import QueryDict
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from twilio.request_validator import RequestValidator
 
@@ -516,3 +518,13 @@ def test_the_urlconf_loads_in_a_project_installed_without_the_twilio_sdk():
     )
 
     assert result.returncode == 0, result.stderr
+
+
+def test_a_callback_reads_its_message_once(client, message):
+    table = Message._meta.db_table
+    with CaptureQueriesContext(connection) as queries:
+        assert post(client, callback("delivered")).status_code == 200
+    selects = [q["sql"] for q in queries if q["sql"].startswith("SELECT") and table in q["sql"]]
+    assert len(selects) == 1
+    message.refresh_from_db()
+    assert message.delivery_status == Delivery.DELIVERED
