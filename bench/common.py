@@ -13,9 +13,13 @@ import json
 import operator
 import os
 import platform
+import socket
 import statistics
+import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -268,3 +272,25 @@ def _memory_gb() -> float | None:
             if line.startswith("MemTotal:"):
                 return round(int(line.split()[1]) / 1024 / 1024, 1)
     return None
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on, for a server the benchmark starts."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until_up(base: str, server: subprocess.Popen) -> None:
+    """Wait (30 s at most) until the gunicorn ``server`` at ``base`` answers a request."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            sys.exit("bench: gunicorn exited")
+        try:
+            urllib.request.urlopen(f"{base}/bench/confirm/up/", timeout=2)  # noqa: S310
+        except urllib.error.HTTPError:
+            return  # any answer (404 here) means a worker serves requests
+        except OSError:
+            time.sleep(0.2)
+    sys.exit("bench: gunicorn did not answer in 30 s")

@@ -11,13 +11,9 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from bench import common
@@ -55,11 +51,11 @@ def main() -> None:
                 files[prefix, run] = Path(scratch) / f"{prefix}-{run}.txt"
                 files[prefix, run].write_text("\n".join(ids[run * chunk : (run + 1) * chunk]))
 
-        port = _free_port()
+        port = common.free_port()
         server = _gunicorn(port)
         try:
             base = f"http://127.0.0.1:{port}"
-            _wait_until_up(base, server)
+            common.wait_until_up(base, server)
             sides = {
                 "API": ("/feedback/api/messages/{id}/confirm/", f"Token {token}"),
                 "RAW": ("/bench/confirm/{id}/", "-"),
@@ -107,12 +103,6 @@ def _wrk(
     return rate, float(p50.group(1)) * scale
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _gunicorn(port: int) -> subprocess.Popen:
     gunicorn = Path(sys.executable).with_name("gunicorn")
     return subprocess.Popen(  # noqa: S603 - gunicorn beside this interpreter
@@ -121,20 +111,6 @@ def _gunicorn(port: int) -> subprocess.Popen:
         cwd=common.ROOT,
         env={**os.environ, "DJANGO_SETTINGS_MODULE": "bench.settings"},
     )
-
-
-def _wait_until_up(base: str, server: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            sys.exit("bench.http_confirm: gunicorn exited")
-        try:
-            urllib.request.urlopen(f"{base}/bench/confirm/up/", timeout=2)  # noqa: S310
-        except urllib.error.HTTPError:
-            return  # any answer (404 here) means a worker serves requests
-        except OSError:
-            time.sleep(0.2)
-    sys.exit("bench.http_confirm: gunicorn did not answer in 30 s")
 
 
 if __name__ == "__main__":

@@ -37,7 +37,6 @@ from typing import Any
 from urllib.parse import urlencode
 
 from bench import common
-from bench.http_confirm import _free_port, _wait_until_up
 
 WORKERS = 2
 #: gthread rather than sync workers: they keep connections alive, so the connection wrk opens
@@ -141,12 +140,12 @@ def main() -> None:
                 files[side.name, run] = (path, len(lines))
                 expected[prefix] = finals
 
-        port = _free_port()
+        port = common.free_port()
         server = _gunicorn(port, certificate)
         results: dict[str, list[tuple[float, float]]] = {side.name: [] for side in sides()}
         try:
             base = f"http://127.0.0.1:{port}"
-            _wait_until_up(base, server)
+            common.wait_until_up(base, server)
             # wrk waits out its whole -d: the first run of a side gets a generous one (20
             # requests/s), the next ones what the previous took and a third as much again.
             budget = {side.name: 10 + per_run * 3 // 20 for side in sides()}
