@@ -56,6 +56,7 @@ from .models import (
     HourlyRollup,
     Message,
     QuarterHourRollup,
+    QuarterHourTotal,
     RollupState,
 )
 from .states import DELIVERY_OK, Feedback
@@ -688,7 +689,7 @@ def _plan_for(plan: _Plan, filters: ReportFilters, by: str | None) -> _Plan:
     changed ones, from the messages, so every figure comes the same way (histogram
     percentiles) whatever the time zone. Local days are built by ``_local_day_sums`` (which
     falls back to ``_with_split_hours`` in a zone it cannot serve)."""
-    if by == "day":
+    if by == "day" or (by == HOUR and _totals_range(filters, plan) is not None):
         return plan
     return _with_split_hours(plan, filters, by)
 
@@ -1033,6 +1034,13 @@ def _grouped_sums(
     """Sums per grouping and group key (key None for the grouping None), in one query (two when
     local days, not UTC days, are read apart by ``_local_day_sums``)."""
     wanted = list(dict.fromkeys(groupings))
+    times = [by for by in wanted if by in ("day", HOUR)]
+    # The totals alone, or with a time series, need no dimension.
+    bounds = _totals_range(filters, plan) if times or wanted == [None] else None
+    if bounds is not None:
+        found = _totals_sums(filters, times, plan, *bounds)
+        rest = [by for by in wanted if by not in found]
+        return {**found, **(_grouped_sums(filters, rest, plan) if rest else {})}
     if "day" in wanted and not _utc_days():
         days = _local_day_sums(filters, plan)
         if days is None:  # a zone whose midnights the quarter hours cannot give
@@ -1067,6 +1075,66 @@ def _run_grouped(
                 sums.taken_off_maximum = row[-1]
             found[by][key] = sums
     return found
+
+
+# -- series from the quarter-hour totals ------------------------------------------------------
+
+
+def _totals_range(filters: ReportFilters, plan: _Plan) -> tuple[datetime, datetime] | None:
+    """The ``[lower, upper)`` range whose local days and hours ``QuarterHourTotal`` can give for
+    ``filters`` (an open bound: the first or last message), or None when it cannot: a dimension
+    is filtered, or a local day or hour of the current time zone does not start a UTC quarter
+    hour there."""
+    if any(getattr(filters, name) is not None for name in ROLLUP_DIMENSIONS):
+        return None
+    lower, upper = filters.sent_after, filters.sent_before
+    if lower is None or upper is None:
+        messages = Message.objects.using(plan.db)
+        oldest, newest = messages.aggregate(Min("sent_at"), Max("sent_at")).values()
+        if oldest is None:
+            return (lower or upper or timezone.now(),) * 2  # nothing to read
+        lower = lower or oldest
+        upper = upper or newest + timedelta(microseconds=1)
+    if lower >= upper:
+        return lower, lower
+    zone = timezone.get_current_timezone()
+    # Local hours start on quarter hours where the offset is a multiple of 15 minutes: at the
+    # bounds, and at each local midnight (a change of offset starts a new day's offset).
+    offsets = [moment.astimezone(zone).utcoffset() for moment in (lower, upper)]
+    if _local_midnights(lower, upper) is None or any(
+        offset is None or offset % QUARTER_HOUR for offset in offsets
+    ):
+        return None
+    return lower, upper
+
+
+def _totals_sums(
+    filters: ReportFilters, times: list[str], plan: _Plan, lower: datetime, upper: datetime
+) -> dict[str | None, dict[Any, _Sums]]:
+    """The totals and the time series ``times`` (local days or hours) over ``[lower, upper)``
+    from the quarter-hour totals, and from the messages for the hours changed since the last
+    refresh and the bits at the edges that are not whole quarter hours: one statement."""
+    wanted: list[str | None] = [None, *times]
+    if lower >= upper:
+        return {by: {} for by in wanted}
+    first, last = _ceil_to(lower, QUARTER_HOUR), _floor_to(upper, QUARTER_HOUR)
+    parts = []
+    ranges = [(max(start, lower), min(end, upper)) for start, end in plan.changed]
+    if first < last:
+        rows = QuarterHourTotal.objects.using(plan.db).filter(start__gte=first, start__lt=last)
+        if plan.changed:
+            rows = rows.exclude(in_hour_ranges(plan.changed, "start"))
+        parts.append(_rollup_part(rows, times, "start"))
+        ranges += [(lower, first), (last, upper)]
+    else:
+        ranges.append((lower, upper))
+    ranges = [(start, end) for start, end in ranges if start < end]
+    if ranges:
+        messages = replace(filters, sent_after=None, sent_before=None).apply(
+            Message.objects.using(plan.db)
+        )
+        parts.append(_messages_part(messages.filter(in_hour_ranges(ranges, "sent_at")), times))
+    return _run_grouped(_grouped_sql(parts, wanted, plan.db), wanted, plan.db)
 
 
 # -- local days --------------------------------------------------------------------------------
@@ -1398,7 +1466,9 @@ def conversion_reports(
         )
     times = [by for by in groupings if by in ("day", HOUR)]
     others = [by for by in groupings if by not in times]
-    if times and not _daily_rows_answer(times) and any(by is not None for by in others):
+    # A series the quarter-hour totals give, _grouped_sums reads apart by itself.
+    from_totals = bool(times) and _totals_range(filters, plan) is not None
+    if not from_totals and not _daily_rows_answer(times) and any(by is not None for by in others):
         sums = _grouped_sums(filters, [None, *others], plan)
         for by in times:
             sums[by] = _grouped_sums(filters, [by], _plan_for(plan, filters, by))[by]

@@ -1,13 +1,14 @@
-"""Refresh ``QuarterHourRollup``, ``HourlyRollup`` and ``DailyRollup``: the conversion counts per
-15 minutes, hour and UTC day and dimensions that reports read.
+"""Refresh ``QuarterHourRollup``, ``HourlyRollup`` and ``DailyRollup`` (the conversion counts per
+15 minutes, hour and UTC day and dimensions that reports read) and ``QuarterHourTotal`` (the
+quarter hours over all dimensions).
 
 A refresh recomputes, set-based (one ``INSERT ... SELECT ... GROUP BY``), the quarter hours of
 every hour of sending that holds a message updated since the last refresh: messages change
 after they are sent (delivery receipts, confirmations, expiry), so an hour is never final. Then,
-in the same transaction, those hours are added up again from their quarter hours, and the UTC
-days holding them from the hourly rows (one more ``INSERT ... SELECT ... GROUP BY`` each). A
-django-q2 schedule runs it every minute; reports read the messages of hours changed since, so
-they never wait for it.
+in the same transaction, those quarter hours are added up over the dimensions, the hours again
+from their quarter hours, and the UTC days holding them from the hourly rows (one more
+``INSERT ... SELECT ... GROUP BY`` each). A django-q2 schedule runs it every minute; reports
+read the messages of hours changed since, so they never wait for it.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from .models import (
     HourlyRollup,
     Message,
     QuarterHourRollup,
+    QuarterHourTotal,
     RollupState,
 )
 from .reports import (
@@ -128,13 +130,25 @@ def _insert_daily(hourly: QuerySet[HourlyRollup]) -> int:
     return _insert_sums(DailyRollup, hourly, "day", TruncDate("hour", tzinfo=UTC))
 
 
-def _insert_sums(model: type[Model], rows: QuerySet[Any], time: str, period: Any) -> int:
+def _insert_totals(quarters: QuerySet[QuarterHourRollup]) -> int:
+    """INSERT the totals of ``quarters`` per quarter hour, over every combination of
+    dimensions; returns the count."""
+    return _insert_sums(QuarterHourTotal, quarters, "start", F("start"), dimensions=())
+
+
+def _insert_sums(
+    model: type[Model],
+    rows: QuerySet[Any],
+    time: str,
+    period: Any,
+    dimensions: tuple[str, ...] = _DIMENSIONS,
+) -> int:
     """INSERT into ``model`` the ``rows`` added up per ``period`` (its ``time`` field) and
-    dimensions, with one INSERT ... SELECT; returns the count."""
+    ``dimensions``, with one INSERT ... SELECT; returns the count."""
     select = (
         rows.order_by()
         .annotate(sum_period=period)
-        .values("sum_period", *_DIMENSIONS)
+        .values("sum_period", *dimensions)
         .annotate(
             **{f"sum_{name}": Sum(name) for name in _COUNTERS},
             sum_confirm_seconds_max=Max("confirm_seconds_max"),
@@ -157,9 +171,11 @@ def refresh(*, full: bool = False) -> int:
         state = RollupState.objects.select_for_update().filter(pk=1).first()
         if state is None or full:
             QuarterHourRollup.objects.all().delete()
+            QuarterHourTotal.objects.all().delete()
             HourlyRollup.objects.all().delete()
             DailyRollup.objects.all().delete()
             _insert_quarters(Message.objects.all())
+            _insert_totals(QuarterHourRollup.objects.all())
             _insert_hourly(QuarterHourRollup.objects.all())
             _insert_daily(HourlyRollup.objects.all())
             hours = None
@@ -208,6 +224,8 @@ def _recompute(hours: list[tuple[datetime, datetime]]) -> None:
         return
     QuarterHourRollup.objects.filter(in_hour_ranges(hours, "start")).delete()
     _insert_quarters(Message.objects.filter(in_hour_ranges(hours, "sent_at")))
+    QuarterHourTotal.objects.filter(in_hour_ranges(hours, "start")).delete()
+    _insert_totals(QuarterHourRollup.objects.filter(in_hour_ranges(hours, "start")))
     HourlyRollup.objects.filter(in_hour_ranges(hours, "hour")).delete()
     _insert_hourly(QuarterHourRollup.objects.filter(in_hour_ranges(hours, "start")))
     days = day_ranges(hours)

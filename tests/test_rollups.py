@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -18,6 +19,7 @@ from feedback_app.models import (
     HourlyRollup,
     ProviderCall,
     QuarterHourRollup,
+    QuarterHourTotal,
 )
 from feedback_app.reports import (
     BREAKDOWNS,
@@ -223,6 +225,24 @@ def reads_daily(queries) -> bool:
     return any(DailyRollup._meta.db_table in query["sql"] for query in queries)
 
 
+def reads_totals(queries) -> bool:
+    return any(QuarterHourTotal._meta.db_table in query["sql"] for query in queries)
+
+
+#: A dimension filter every message of these tests matches (factories' provider): reports then
+#: read the rollup rows per dimension, not the quarter-hour totals.
+ALL_LOCMEM = {"provider": "locmem"}
+
+
+def test_quarter_hour_totals_add_up_the_quarter_hour_rows(history):
+    per_quarter = QuarterHourRollup.objects.values("start").annotate(
+        n=Sum("attempted"), c=Sum("confirmed"), h=Sum("confirm_lt_1m")
+    )
+    assert sorted((row["start"], row["n"], row["c"], row["h"]) for row in per_quarter) == sorted(
+        QuarterHourTotal.objects.values_list("start", "attempted", "confirmed", "confirm_lt_1m")
+    )
+
+
 def test_daily_rollups_add_up_the_hourly_ones(history):
     def per_day(model, time):
         rows = model.objects.annotate(d=time).values("d", "country", "purpose", "sender")
@@ -240,6 +260,7 @@ def test_a_range_cutting_through_days_reads_whole_days_from_daily_rollups(histor
     filters = ReportFilters(
         sent_after=history + timedelta(hours=1, minutes=7),
         sent_before=clock.now - timedelta(minutes=3),
+        **ALL_LOCMEM,
     )
     raw = conversion_report(filters, by, source="raw")
     with CaptureQueriesContext(connection) as queries:
@@ -276,7 +297,9 @@ def test_changes_after_the_refresh_in_a_day_read_whole_count_at_once(history, cl
 
 
 def test_days_of_another_time_zone_are_utc_days_plus_or_minus_quarter_hours(history, clock):
-    filters = ReportFilters(sent_after=history + timedelta(hours=2), sent_before=clock.now)
+    filters = ReportFilters(
+        sent_after=history + timedelta(hours=2), sent_before=clock.now, **ALL_LOCMEM
+    )
     with timezone.override("America/New_York"):
         raw = conversion_report(filters, "day", source="raw")
         with CaptureQueriesContext(connection) as queries:
@@ -302,7 +325,9 @@ def test_days_of_another_time_zone_are_utc_days_plus_or_minus_quarter_hours(hist
     ],
 )
 def test_several_reports_read_together_give_the_numbers_of_each(history, clock, time, zone, reads):
-    filters = ReportFilters(sent_after=history + timedelta(minutes=40), sent_before=clock.now)
+    filters = ReportFilters(
+        sent_after=history + timedelta(minutes=40), sent_before=clock.now, **ALL_LOCMEM
+    )
     groupings = [time, "country", "provider", "purpose", "sender", "channel"]
     with timezone.override(zone):
         with CaptureQueriesContext(connection) as queries:
@@ -314,6 +339,36 @@ def test_several_reports_read_together_give_the_numbers_of_each(history, clock, 
         assert len(grouped) == reads
         assert reads_daily(grouped[:1])
         assert reads_daily(grouped[1:]) == (time == "day" and zone != "UTC")
+        assert not reads_totals(grouped)
+        check_several_reports(filters, groupings, together)
+
+
+@pytest.mark.parametrize(
+    ("time", "zone"),
+    [
+        ("day", "UTC"),
+        (HOUR, "UTC"),
+        ("day", "America/New_York"),
+        ("day", "Asia/Kolkata"),
+        (HOUR, "Asia/Kathmandu"),
+        ("day", "Pacific/Chatham"),
+    ],
+)
+def test_without_a_dimension_filter_the_series_and_totals_come_from_the_quarter_hour_totals(
+    history, clock, time, zone
+):
+    """The dashboard's default view: its series, totals and histogram from 96 rows a day, in any
+    zone on the 15-minute grain; the breakdowns from the daily rows."""
+    filters = ReportFilters(sent_after=history + timedelta(minutes=40), sent_before=clock.now)
+    groupings = [time, "country", "provider", "purpose", "sender", "channel"]
+    with timezone.override(zone):
+        with CaptureQueriesContext(connection) as queries:
+            together = conversion_reports(filters, groupings)
+        series, breakdowns = queries.captured_queries[2:]
+        assert reads_totals([series]) and not reads_daily([series])
+        assert "key_country" not in series["sql"]
+        assert reads_daily([breakdowns]) and not reads_totals([breakdowns])
+        assert "key_day" not in breakdowns["sql"] and "key_hour" not in breakdowns["sql"]
         check_several_reports(filters, groupings, together)
 
 
@@ -443,28 +498,39 @@ def reads_table(model, queries) -> bool:
 
 def local_days_check(filters, zone: str) -> list:
     """The series by local day from the rollups is the raw one, and each day's figures are
-    those of a report over that day alone (percentiles included). Returns the rows."""
-    with timezone.override(zone):
-        with CaptureQueriesContext(connection) as queries:
-            rolled = conversion_report(filters, "day", source="rollups")
-        raw = conversion_report(filters, "day", source="raw")
-        assert [(row.key, counts(row.totals)) for row in rolled.rows] == [
-            (row.key, counts(row.totals)) for row in raw.rows
-        ]
-        for row in rolled.rows:
-            start = timezone.make_aware(datetime.combine(row.key, datetime.min.time()))
-            end = timezone.make_aware(
-                datetime.combine(row.key + timedelta(days=1), datetime.min.time())
+    those of a report over that day alone (percentiles included): from the quarter-hour totals
+    (``filters``, no dimension) and from the UTC days plus or minus the rollup rows per
+    dimension (with a dimension filter every message matches). Returns the rows."""
+    with timezone.override(zone), CaptureQueriesContext(connection) as queries:
+        rows = _local_days_check(filters)
+    assert reads_totals(queries.captured_queries) and not reads_daily(queries.captured_queries)
+    with timezone.override(zone), CaptureQueriesContext(connection) as queries:
+        dimensioned = _local_days_check(replace(filters, **ALL_LOCMEM))
+    assert reads_daily(queries.captured_queries) and not reads_totals(queries.captured_queries)
+    assert [(r.key, r.totals) for r in dimensioned] == [(r.key, r.totals) for r in rows]
+    return rows
+
+
+def _local_days_check(filters) -> list:
+    rolled = conversion_report(filters, "day", source="rollups")
+    raw = conversion_report(filters, "day", source="raw")
+    assert [(row.key, counts(row.totals)) for row in rolled.rows] == [
+        (row.key, counts(row.totals)) for row in raw.rows
+    ]
+    for row in rolled.rows:
+        start = timezone.make_aware(datetime.combine(row.key, datetime.min.time()))
+        end = timezone.make_aware(
+            datetime.combine(row.key + timedelta(days=1), datetime.min.time())
+        )
+        alone = conversion_report(
+            replace(
+                filters,
+                sent_after=max(start, filters.sent_after),
+                sent_before=min(end, filters.sent_before),
             )
-            alone = conversion_report(
-                ReportFilters(
-                    sent_after=max(start, filters.sent_after),
-                    sent_before=min(end, filters.sent_before),
-                )
-            )
-            assert row.totals == alone.totals
-        assert rolled.totals == conversion_report(filters).totals
-    assert reads_daily(queries.captured_queries)
+        )
+        assert row.totals == alone.totals
+    assert rolled.totals == conversion_report(filters).totals
     return rolled.rows
 
 
@@ -483,14 +549,15 @@ def test_local_days_read_no_message_of_unchanged_hours(clock, zone):
     clock.advance(minutes=10)
     rollups.refresh(full=True)
     filters = ReportFilters(sent_after=start, sent_before=start + timedelta(days=4))
-    with timezone.override(zone), CaptureQueriesContext(connection) as queries:
-        conversion_report(filters, "day", source="rollups")
-    series = [q["sql"] for q in queries.captured_queries if "key_day" in q["sql"]]
-    assert series and all("feedback_app_message" not in sql for sql in series)
-    rows = local_days_check(filters, zone)
-    assert sum(row.totals.attempted for row in rows) == 4 * 24 * 4
+    for filtered in (filters, replace(filters, **ALL_LOCMEM)):
+        with timezone.override(zone), CaptureQueriesContext(connection) as queries:
+            conversion_report(filtered, "day", source="rollups")
+        series = [q["sql"] for q in queries.captured_queries if "key_day" in q["sql"]]
+        assert series and all("feedback_app_message" not in sql for sql in series)
     # The range starts and ends at :15: its partial hours come from the quarter-hour rows.
     assert reads_table(QuarterHourRollup, queries.captured_queries)
+    rows = local_days_check(filters, zone)
+    assert sum(row.totals.attempted for row in rows) == 4 * 24 * 4
 
 
 @pytest.mark.parametrize(
