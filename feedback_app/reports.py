@@ -870,12 +870,15 @@ def _rollup_parts(
                 .exclude(day__in=_days_of(changed_days))
             )
             parts.append(_rollup_part(daily, keys, "day"))
-            # The hours of the days read whole are left to the daily rows.
-            covered = _bounds("hour", first_day, last_day)
-            if first_day is None and last_day is None:
-                hourly = hourly.filter(in_hour_ranges(changed_days, "hour"))
-            else:
-                hourly = hourly.filter(~covered | in_hour_ranges(changed_days, "hour"))
+            # The hours of the days read whole are left to the daily rows: the hours are those
+            # of the edges and of the changed days, as ranges the index on hour reads alone
+            # (rather than the whole range less the days, a month of rows read and dropped).
+            ranges = list(changed_days)
+            if first_day is not None and plan.first is not None and plan.first < first_day:
+                ranges.append((plan.first, first_day))
+            if last_day is not None and plan.last is not None and last_day < plan.last:
+                ranges.append((last_day, plan.last))
+            hourly = hourly.filter(in_hour_ranges(ranges, "hour"))
     parts.append(_rollup_part(hourly, keys, "hour"))
     # The messages of the edges and of the changed hours: ranges clipped to the report's,
     # without the report's range around them, so the index on sent_at reads only those.
