@@ -121,7 +121,8 @@ def test_feedback_report_reads_only_the_reports_alias(on_reports, history):
         )
     assert re.search(r"^total\s+6\b", out.getvalue(), re.MULTILINE), out.getvalue()
     assert queries["default"] == []
-    assert "feedback_app_hourlyrollup" in app_tables(queries["reports"])
+    # No dimension filter: the totals come from the quarter-hour totals.
+    assert "feedback_app_quarterhourtotal" in app_tables(queries["reports"])
 
 
 def test_the_reports_alias_answers_like_default(on_reports, history):
