@@ -988,18 +988,21 @@ def _part_column(part: _Part, name: str, connection: Any) -> str:
     """The SQL of column ``name`` of ``part``: its counters negated when the part is taken off,
     and then its maximum apart, as ``taken_off_max`` (a maximum cannot be taken off: a local
     day keeps that of the UTC days it is built from, see ``_local_day_sums``)."""
-    null = f"CAST(NULL AS {FloatField().db_type(connection)})"
     taken_off = part.sign < 0
     if name == _TAKEN_OFF_MAX:
         if not taken_off:
-            return null
+            return _null_float(connection)
         name = "confirm_seconds_max"
     elif taken_off and name == "confirm_seconds_max":
-        return null
+        return _null_float(connection)
     column = _as_count(connection.ops.quote_name(part.columns[name]), name, connection.vendor)
     if taken_off and name in _ROLLUP_COLUMNS:
         return f"-{column}"
     return column
+
+
+def _null_float(connection: Any) -> str:
+    return f"CAST(NULL AS {FloatField().db_type(connection)})"
 
 
 def _as_count(column: str, name: str, vendor: str) -> str:

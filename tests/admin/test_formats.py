@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from feedback_app.admin import formats
@@ -62,9 +64,9 @@ def test_duration(seconds, text):
 
 def test_tables_and_tiles_write_numbers_alike():
     tiles = {tile.label: tile.value for tile in _tiles(TOTALS, ReportFilters())}
-    row = {
-        column.label: text for column, (_value, text) in zip(COLUMNS, cells(TOTALS), strict=True)
-    }
+    # Each cell: <td data-value="(the number)">(its text)</td>.
+    found = re.findall(r'<td data-value="([^"]*)">([^<]*)</td>', cells(TOTALS, sortable=True))
+    row = {column.label: text for column, (_value, text) in zip(COLUMNS, found, strict=True)}
     assert tiles["Attempted"] == row["Attempted"] == "12,345"
     assert tiles["Conversion rate"] == row["Conversion"] == "45.7 %"
     assert tiles["Delivery rate"] == row["Delivery"] == "89.1 %"
@@ -76,7 +78,7 @@ def test_tables_and_tiles_write_numbers_alike():
     assert tiles["Superseded"] == "17"
     # The tables sort by the number itself, not by its text.
     sort_values = {
-        column.field: value for column, (value, _text) in zip(COLUMNS, cells(TOTALS), strict=True)
+        column.field: value for column, (value, _text) in zip(COLUMNS, found, strict=True)
     }
     assert sort_values == {
         "attempted": "12345",
@@ -90,8 +92,13 @@ def test_tables_and_tiles_write_numbers_alike():
         "expired": "4567",
         "verification_conversion_rate": "0.55",
     }
-    empty = cells(Totals(0, 0, 0, 0, 0, 0, 0, None, None, None, None))
+    empty = re.findall(
+        r'<td data-value="([^"]*)">([^<]*)</td>',
+        cells(Totals(0, 0, 0, 0, 0, 0, 0, None, None, None, None), sortable=True),
+    )
     assert empty[3] == ("", "–") and empty[5] == ("", "–")
+    # The time series' table does not sort: its cells are the texts alone.
+    assert re.findall(r"<td>([^<]*)</td>", cells(TOTALS)) == [text for _value, text in found]
 
 
 @pytest.mark.parametrize(
