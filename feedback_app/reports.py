@@ -887,10 +887,22 @@ def _rollup_parts(
         (max(start, lower) if lower else start, min(end, upper) if upper else end)
         for start, end in plan.changed
     ]
+    # The partial hours at the edges: their whole quarter hours from the quarter-hour rows
+    # (unless the hour changed since), the minutes left from the messages.
+    quarters = []
     if plan.first is not None:
-        ranges.append((lower, plan.first))
+        in_messages, in_quarters = _edge_split(lower, plan.first, _ceil_to, plan.changed)
+        ranges += in_messages
+        quarters += in_quarters
     if plan.last is not None:
-        ranges.append((plan.last, upper))
+        in_messages, in_quarters = _edge_split(plan.last, upper, _floor_to, plan.changed)
+        ranges += in_messages
+        quarters += in_quarters
+    if quarters:
+        rows = QuarterHourRollup.objects.using(plan.db).filter(
+            in_hour_ranges(quarters, "start"), **dimensions
+        )
+        parts.append(_rollup_part(rows, keys, "start"))
     ranges = [(start, end) for start, end in ranges if start < end]
     if ranges:
         edges = replace(filters, sent_after=None, sent_before=None).apply(
@@ -898,6 +910,23 @@ def _rollup_parts(
         )
         parts.append(_messages_part(edges.filter(in_hour_ranges(ranges, "sent_at")), keys))
     return parts
+
+
+def _edge_split(
+    start: datetime, end: datetime, to_quarter: Any, changed: list[tuple[datetime, datetime]]
+) -> tuple[list[tuple[datetime, datetime]], list[tuple[datetime, datetime]]]:
+    """A partial hour ``[start, end)`` at an edge of a report as (the ranges to read from the
+    messages, the whole quarter hours to read from the quarter-hour rows). ``to_quarter`` rounds
+    the edge that is not an hour (``_ceil_to`` the start, ``_floor_to`` the end) to a quarter."""
+    if start >= end:
+        return [], []
+    lower_edge = to_quarter is _ceil_to
+    quarter = to_quarter(start if lower_edge else end, QUARTER_HOUR)
+    whole = (quarter, end) if lower_edge else (start, quarter)
+    if whole[0] >= whole[1] or any(lo < end and hi > start for lo, hi in changed):
+        return [(start, end)], []
+    rest = (start, quarter) if lower_edge else (quarter, end)
+    return [rest], [whole]
 
 
 def _rollup_part(rows: QuerySet[Any], keys: list[str], time: str) -> _Part:

@@ -266,6 +266,8 @@ def test_a_range_cutting_through_days_reads_whole_days_from_daily_rollups(histor
     with CaptureQueriesContext(connection) as queries:
         rolled = conversion_report(filters, by, source="rollups")
     assert reads_daily(queries.captured_queries)
+    # The edges' whole quarter hours (from :15 after the 7 past) from the quarter-hour rows.
+    assert reads_table(QuarterHourRollup, queries.captured_queries)
     assert counts(rolled.totals) == counts(raw.totals)
     assert [(row.key, counts(row.totals)) for row in rolled.rows] == [
         (row.key, counts(row.totals)) for row in raw.rows
