@@ -23,7 +23,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 
 from django.core.exceptions import EmptyResultSet
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.models import (
     Aggregate,
     Case,
@@ -1082,6 +1082,23 @@ def _grouped_sums(
     return _run_grouped(statement, wanted, plan.db)
 
 
+@contextmanager
+def _serial(db: str) -> Iterator[Any]:
+    """A cursor on ``db`` whose statements PostgreSQL runs without parallel workers (in a
+    transaction of its own, or till the end of the caller's): each part of a rollup read is
+    small by construction (a month of rollup rows, minutes of messages), and starting workers
+    took longer than the reads themselves (a third of the dashboard's SQL time on 2 cores,
+    docs/benchmarks.md)."""
+    connection = connections[db]
+    if connection.vendor != "postgresql":
+        with connection.cursor() as cursor:
+            yield cursor
+        return
+    with transaction.atomic(using=db), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL max_parallel_workers_per_gather = 0")
+        yield cursor
+
+
 def _run_grouped(
     statement: tuple[str, list[Any]] | None, wanted: list[str | None], db: str
 ) -> dict[str | None, dict[Any, _Sums]]:
@@ -1091,7 +1108,7 @@ def _run_grouped(
     if statement is None:
         return found
     sql, params = statement
-    with connections[db].cursor() as cursor:
+    with _serial(db) as cursor:
         cursor.execute(sql, params)
         for row in cursor.fetchall():
             by = wanted[row[0]]
