@@ -44,10 +44,18 @@ def _insert_per_row(model: type[models.Model], source: str, connection: BaseData
     return f"INSERT INTO {table} ({columns}) SELECT {placeholders} FROM {source}"  # noqa: S608
 
 
+def _plain(value: Any) -> Any:
+    """``value``, a ``str`` subclass (a ``TextChoices`` member: the states, kinds, sources) as
+    the plain ``str`` it stands for: the same text is stored, but psycopg finds its adapter for
+    a subclass by walking the class's MRO on every new cursor, about 16 us per value (five
+    per confirmation), against one dictionary look-up for ``str``."""
+    return str.__str__(value) if isinstance(value, str) and type(value) is not str else value
+
+
 def _row_params(obj: models.Model, connection: BaseDatabaseWrapper) -> list[Any]:
     """``obj``'s values for ``_insert_per_row``, each stored exactly as the ORM would."""
     return [
-        field.get_db_prep_save(field.pre_save(obj, True), connection)
+        _plain(field.get_db_prep_save(field.pre_save(obj, True), connection))
         for field in _insert_fields(type(obj))
     ]
 
@@ -121,11 +129,13 @@ def change_with_rows(
     # The parameters in the statement's order: SET, the primary key and the guard, each row,
     # ``also``, ``returning``.
     params = [
-        meta.get_field(name).get_db_prep_save(value, connection) for name, value in updates.items()
+        _plain(meta.get_field(name).get_db_prep_save(value, connection))
+        for name, value in updates.items()
     ]
     params.append(meta.pk.get_db_prep_value(instance.pk, connection))
     params += [
-        meta.get_field(name).get_db_prep_value(value, connection) for name, value in guard.items()
+        _plain(meta.get_field(name).get_db_prep_value(value, connection))
+        for name, value in guard.items()
     ]
     for row in rows:
         params += _row_params(row, connection)

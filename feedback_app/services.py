@@ -91,8 +91,12 @@ def _check_provider(provider: object) -> str:
     return provider
 
 
+#: ``Source.values`` builds a new list on each use; every change checks its source.
+_SOURCES = frozenset(Source.values)
+
+
 def _check_source(source: object) -> str:
-    if source not in Source.values:
+    if not isinstance(source, str) or source not in _SOURCES:
         raise field_error("source", _("Unknown source %(value)r.") % {"value": source})
     return str(source)
 

@@ -306,6 +306,9 @@ def test_confirm_on_postgresql_is_a_read_and_one_statement_built_once():
     assert write_1 == write_2
     assert write_1.startswith("WITH changed AS (UPDATE")
     assert first.pk in values_1 and second.pk in values_2 and first.pk not in values_2
+    # States and kinds go to psycopg as plain str, not TextChoices members (cheaper to adapt).
+    assert "confirmed" in values_1
+    assert not [value for value in values_1 if isinstance(value, str) and type(value) is not str]
     for message in (first, second):
         message.refresh_from_db()
         assert message.feedback == Feedback.CONFIRMED
