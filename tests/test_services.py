@@ -1,5 +1,6 @@
 """The Python API: track, send, confirm, fail, record_delivery, and their errors."""
 
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -264,6 +265,55 @@ def test_confirm_fresh_when_the_row_allows_no_change_the_database_decides():
     assert services.confirm(row, fresh=True) is True
     assert services.confirm(message, fresh=True) is False  # confirmed (stored) is final
     assert MessageEvent.objects.filter(message=message, kind=EventKind.FEEDBACK).count() == 1
+
+
+def _model_values(message: Message) -> dict:
+    return {field.attname: getattr(message, field.attname) for field in Message._meta.fields}
+
+
+def test_the_read_of_a_confirmation_gives_what_the_orm_gives():
+    message = make_message(metadata={"campaign": "spring", "n": [1, 2]}, purpose="login")
+    by_pk = services._read_message({"pk": message.pk})
+    by_provider_id = services._read_message(
+        {"provider": "locmem", "provider_message_id": message.provider_message_id}
+    )
+    stored = Message.objects.get(pk=message.pk)
+    assert _model_values(by_pk) == _model_values(stored)
+    assert _model_values(by_provider_id) == _model_values(stored)
+    assert by_pk.metadata == {"campaign": "spring", "n": [1, 2]}  # decoded, not a string
+    assert not by_pk._state.adding
+    assert by_pk._state.db == "default"
+    assert services._read_message({"pk": uuid.uuid4()}) is None
+
+
+@pytest.mark.postgres
+def test_confirm_on_postgresql_is_a_read_and_one_statement_built_once():
+    """A confirmation sends the read and one write statement; the statements' SQL is the same
+    text each time (built once per shape), only the parameters differ."""
+    first, second = make_message(), make_message()
+    sent = []
+
+    def spy(execute, sql, params, many, context):
+        sent.append((sql, list(params or ())))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(spy), CaptureQueriesContext(connection) as queries:
+        assert services.confirm(first.pk) is True
+        assert services.confirm(second.pk) is True
+    assert len(queries) == 4  # per confirmation: the read, and the one write statement
+    (read_1, params_1), (write_1, values_1), (read_2, _), (write_2, values_2) = sent
+    assert read_1 == read_2
+    assert write_1 == write_2
+    assert write_1.startswith("WITH changed AS (UPDATE")
+    assert first.pk in values_1 and second.pk in values_2 and first.pk not in values_2
+    # States and kinds go to psycopg as plain str, not TextChoices members (cheaper to adapt).
+    assert "confirmed" in values_1
+    assert not [value for value in values_1 if isinstance(value, str) and type(value) is not str]
+    for message in (first, second):
+        message.refresh_from_db()
+        assert message.feedback == Feedback.CONFIRMED
+        assert ProviderCall.objects.filter(message=message).count() == 1
+        assert MessageEvent.objects.filter(message=message, kind=EventKind.FEEDBACK).count() == 1
 
 
 def test_expire_overdue_moves_only_overdue_pending_messages():

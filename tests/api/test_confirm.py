@@ -225,3 +225,21 @@ def test_anonymous_cannot_confirm_by_provider_id(anonymous, message):
     assert response.json()["code"] == "not_authenticated"
     message.refresh_from_db()
     assert message.feedback == Feedback.PENDING
+
+
+def test_the_answer_follows_each_callers_permission_and_the_current_time_zone(db):
+    """The answer's message serializers are built once per process: one caller's view must not
+    leak into the next answer, and times are shown in the time zone active at each request."""
+    viewer = token_client(make_user("confirm_message", "view_message"))
+    confirmer = token_client(make_user("confirm_message"))
+    for client, fields in ((viewer, None), (confirmer, PUBLIC_FIELDS), (viewer, None)):
+        body = client.post(url(make_message())).json()
+        if fields is None:
+            assert "recipient" in body["message"] and "provider" in body["message"]
+        else:
+            assert set(body["message"]) == fields
+    message = make_message()
+    with timezone.override("Asia/Kolkata"):
+        confirmed_at = confirmer.post(url(message)).json()["message"]["confirmed_at"]
+    assert confirmed_at.endswith("+05:30")
+    assert confirmer.post(url(message)).json()["message"]["confirmed_at"].endswith("Z")
