@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from django.utils import timezone
 
 from .conf import DEFAULTS, app_settings
-from .reports import ReportFilters, conversion_reports, with_time_range
+from .reports import ReportFilters, conversion_reports, floor_quarter_hour, with_time_range
 
 #: The dimensions alerts watch.
 ALERT_DIMENSIONS: tuple[str, ...] = ("country", "sender")
@@ -70,8 +70,10 @@ def conversion_alerts(
     min_volume, drop = int(settings["MIN_VOLUME"]), float(settings["DROP"])
     now = now or timezone.now()
     filters = filters or ReportFilters()
-    recent_filters = with_time_range(filters, now - RECENT, now)
-    baseline_filters = with_time_range(filters, now - RECENT - BASELINE, now - RECENT)
+    # The periods meet at a quarter hour, which the rollups give whole (no message read there).
+    since = floor_quarter_hour(now - RECENT)
+    recent_filters = with_time_range(filters, since, now)
+    baseline_filters = with_time_range(filters, since - BASELINE, since)
     # Two grouped reads: every dimension of each period at once.
     recent_reports = conversion_reports(recent_filters, ALERT_DIMENSIONS).reports
     baseline_reports = conversion_reports(baseline_filters, ALERT_DIMENSIONS).reports

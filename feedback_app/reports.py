@@ -1196,6 +1196,12 @@ def _floor_to(moment: datetime, step: timedelta) -> datetime:
     return _EPOCH + (moment - _EPOCH) // step * step
 
 
+def floor_quarter_hour(moment: datetime) -> datetime:
+    """The start of the UTC quarter hour holding ``moment``: where a range starting at it reads
+    no message, only rollups (preset ranges of the dashboard and the alerts start there)."""
+    return _floor_to(moment, QUARTER_HOUR)
+
+
 def _ceil_to(moment: datetime, step: timedelta) -> datetime:
     floor = _floor_to(moment, step)
     return floor if floor == moment else floor + step
@@ -1583,6 +1589,7 @@ __all__ = [
     "conversion_report",
     "conversion_reports",
     "data_as_of",
+    "floor_quarter_hour",
     "histogram_percentile",
     "reports_database",
     "with_time_range",

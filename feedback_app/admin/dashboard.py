@@ -47,6 +47,7 @@ from ..reports import (
     conversion_report,
     conversion_reports,
     data_as_of,
+    floor_quarter_hour,
     same_rollup_state,
 )
 from ..states import Channel
@@ -185,7 +186,9 @@ class DashboardForm(forms.Form):
             span = (before or now) - after
         else:
             span = RANGES[choice][1]
-            after, before = now - span, None
+            # From a quarter hour: the range's start is then read from the rollups alone, not
+            # from the messages of its first minutes.
+            after, before = floor_quarter_hour(now - span), None
         dimensions = {name: dimension_value(data.get(name)) for name in DIMENSIONS}
         filters = ReportFilters(**dimensions, sent_after=after, sent_before=before)
         return filters, span

@@ -17,10 +17,10 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from feedback_app import rollups, services
-from feedback_app.admin.dashboard import CSV_FIELDS
+from feedback_app.admin.dashboard import CSV_FIELDS, RANGES
 from feedback_app.alerts import conversion_alerts
 from feedback_app.csv_cells import csv_cell
-from feedback_app.reports import ReportFilters, conversion_report
+from feedback_app.reports import ReportFilters, conversion_report, floor_quarter_hour
 from feedback_app.states import Delivery
 
 from ..factories import NUMBERS, make_message
@@ -343,8 +343,10 @@ def test_dashboard_api_and_command_agree_on_every_field(
     recent_history(clock)
     page = report_client.get(reverse(DASHBOARD), {"range": preset}).context
     filters = page["filters"]
-    # The presets end now: no bound falls on a midnight or an hour.
-    assert filters.sent_after.second == 41 and filters.sent_before is None
+    # The presets end now and start at the quarter hour before now less their length (here
+    # not a midnight or an hour).
+    assert filters.sent_after == floor_quarter_hour(clock.now - RANGES[preset][1])
+    assert filters.sent_after.minute == 30 and filters.sent_before is None
     api = APIClient()
     api.force_authenticate(reader(django_user_model, "api", "view_report", "view_message"))
     since = filters.sent_after.isoformat()
@@ -528,12 +530,14 @@ def test_the_range_select_shows_the_range_the_page_shows(report_client, history,
         body = response.content.decode()
         assert '<option value="30d" selected>' in body, query
         filters = response.context["filters"]
-        assert clock.now - filters.sent_after == timedelta(days=30)
+        # 30 days back, from the quarter hour there (read from the rollups alone).
+        assert filters.sent_after == floor_quarter_hour(clock.now - timedelta(days=30))
+        assert clock.now - timedelta(days=30) - filters.sent_after < timedelta(minutes=15)
         assert response.context["period"].startswith("Messages sent from")
         assert response.context["period"].endswith("to now (UTC)")
     week = report_client.get(reverse(DASHBOARD), {**BLANK_FORM, "range": "7d"})
     assert '<option value="7d" selected>' in week.content.decode()
-    assert clock.now - week.context["filters"].sent_after == timedelta(days=7)
+    assert week.context["filters"].sent_after == floor_quarter_hour(clock.now - timedelta(days=7))
     custom = report_client.get(reverse(DASHBOARD), RANGE).context["period"]
     assert custom == "Messages sent from April 1, 2025, midnight to April 4, 2025, midnight (UTC)"
 
