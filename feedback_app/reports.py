@@ -3,11 +3,13 @@
 Everything is computed in the database with aggregates; Python only divides a few totals and
 interpolates the two rows around each percentile.
 
-Once ``rollups.refresh`` has run, reports read the pre-aggregated ``HourlyRollup`` rows for every
-hour that has not changed since the refresh, and the messages themselves for the rest (hours
-touched since, and the partial hours at the edges of a time range): counts stay exact and current
-to the moment, and the cost no longer grows with the number of messages. Percentiles then come
-from the rollups' time-to-confirm histogram, interpolated inside one bucket (docs/dashboard.md).
+Once ``rollups.refresh`` has run, reports read the pre-aggregated rollup rows (``DailyRollup``,
+``HourlyRollup``, ``QuarterHourRollup``; ``QuarterHourTotal`` without a dimension filter) for
+every hour that has not changed since the refresh, and the messages themselves for the rest
+(hours touched since, and the minutes at the edges of a time range that are not a whole quarter
+hour): counts stay exact and current to the moment, and the cost no longer grows with the
+number of messages. Percentiles then come from the rollups' time-to-confirm histogram,
+interpolated inside one bucket (docs/dashboard.md).
 
 Every read here goes to the database alias ``FEEDBACK_APP["REPORTS_DATABASE"]`` (``using``
 overrides it), which may be a read replica; nothing here writes (docs/deployment.md).
@@ -891,11 +893,11 @@ def _rollup_parts(
     # (unless the hour changed since), the minutes left from the messages.
     quarters = []
     if plan.first is not None:
-        in_messages, in_quarters = _edge_split(lower, plan.first, _ceil_to, plan.changed)
+        in_messages, in_quarters = _edge_split(lower, plan.first, plan.changed, at_start=True)
         ranges += in_messages
         quarters += in_quarters
     if plan.last is not None:
-        in_messages, in_quarters = _edge_split(plan.last, upper, _floor_to, plan.changed)
+        in_messages, in_quarters = _edge_split(plan.last, upper, plan.changed, at_start=False)
         ranges += in_messages
         quarters += in_quarters
     if quarters:
@@ -913,19 +915,21 @@ def _rollup_parts(
 
 
 def _edge_split(
-    start: datetime, end: datetime, to_quarter: Any, changed: list[tuple[datetime, datetime]]
+    start: datetime, end: datetime, changed: list[tuple[datetime, datetime]], *, at_start: bool
 ) -> tuple[list[tuple[datetime, datetime]], list[tuple[datetime, datetime]]]:
-    """A partial hour ``[start, end)`` at an edge of a report as (the ranges to read from the
-    messages, the whole quarter hours to read from the quarter-hour rows). ``to_quarter`` rounds
-    the edge that is not an hour (``_ceil_to`` the start, ``_floor_to`` the end) to a quarter."""
+    """A partial hour ``[start, end)`` at the start of a report (``start`` is the report's, ``end``
+    an hour) or at its end (``start`` an hour, ``end`` the report's) as (the ranges to read from
+    the messages, the whole quarter hours to read from the quarter-hour rows)."""
     if start >= end:
         return [], []
-    lower_edge = to_quarter is _ceil_to
-    quarter = to_quarter(start if lower_edge else end, QUARTER_HOUR)
-    whole = (quarter, end) if lower_edge else (start, quarter)
+    if at_start:
+        quarter = _ceil_to(start, QUARTER_HOUR)
+        rest, whole = (start, quarter), (quarter, end)
+    else:
+        quarter = _floor_to(end, QUARTER_HOUR)
+        whole, rest = (start, quarter), (quarter, end)
     if whole[0] >= whole[1] or any(lo < end and hi > start for lo, hi in changed):
         return [(start, end)], []
-    rest = (start, quarter) if lower_edge else (quarter, end)
     return [rest], [whole]
 
 
